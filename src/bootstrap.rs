@@ -1,0 +1,42 @@
+//! Starting a server: connecting, migrating, and creating the first agency and its administrator
+//! on an empty database.
+
+use std::sync::Arc;
+
+use crate::agencies;
+use crate::auth::password::{self, Password};
+use crate::clock::Clock;
+use crate::config::{DatabaseUrl, ServeConfig};
+use crate::db::Db;
+use crate::error::{AppError, LogDisplay};
+use crate::state::AppState;
+
+/// Connects, runs pending migrations and prepares the state a server shares.
+pub async fn start(url: &DatabaseUrl, config: ServeConfig, clock: Clock) -> anyhow::Result<AppState> {
+    let db = Db::connect(url).await?;
+    db.migrate().await?;
+    let dummy_hash = password::dummy_hash().await.map_err(|e| anyhow::anyhow!("{}", LogDisplay(&e)))?;
+    Ok(AppState { db, clock, config: Arc::new(config), dummy_hash: Arc::new(dummy_hash) })
+}
+
+/// The administrator created on first start, with the password when it was generated.
+pub struct FirstAdmin {
+    pub email: String,
+    pub generated_password: Option<Password>,
+}
+
+/// On an empty database, creates the first agency and its administrator. A generated password
+/// must be changed at first login.
+pub async fn first_start(state: &AppState) -> Result<Option<FirstAdmin>, AppError> {
+    if crate::db::org::count_agencies(&state.db.conn).await? > 0 {
+        return Ok(None);
+    }
+    let config = &state.config;
+    let (password, generated) = match &config.admin_password {
+        Some(given) => (Password::parse("ATTEST_ADMIN_PASSWORD", given.expose())?, false),
+        None => (Password::generate(), true),
+    };
+    let (_, admin) =
+        agencies::create_agency(state, &config.agency_name, &config.admin_email, &password, generated).await?;
+    Ok(Some(FirstAdmin { email: admin.email, generated_password: generated.then_some(password) }))
+}

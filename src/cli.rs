@@ -1,0 +1,231 @@
+//! The command line: `attest serve` (the default), `migrate`, `schema`, and operators' commands
+//! for agencies and users.
+
+use std::io::BufRead;
+
+use anyhow::{Context, bail};
+use clap::{Parser, Subcommand};
+
+use crate::agencies::{self, Email, NewUser};
+use crate::auth::password::Password;
+use crate::bootstrap;
+use crate::clock::Clock;
+use crate::config::{DatabaseArgs, LogFormat, ServeConfig};
+use crate::db::{self, Db};
+use crate::error::{AppError, LogDisplay};
+use crate::events::EventActor;
+use crate::state::AppState;
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "attest",
+    version,
+    about = "Responsible-AI self-assessments for law enforcement, with a verifiable history"
+)]
+pub struct Cli {
+    #[command(flatten)]
+    pub db: DatabaseArgs,
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Run pending migrations, then serve the API (what plain `attest` does).
+    Serve(ServeConfig),
+    /// Run pending migrations and exit.
+    Migrate,
+    /// Print the GraphQL schema (SDL).
+    Schema,
+    /// Manage agencies.
+    #[command(subcommand)]
+    Agency(AgencyCommand),
+    /// Manage user accounts.
+    #[command(subcommand)]
+    User(UserCommand),
+}
+
+#[derive(Subcommand, Debug)]
+pub enum AgencyCommand {
+    /// Create another agency with its first administrator; prints a generated password.
+    Create {
+        #[arg(long)]
+        name: String,
+        #[arg(long)]
+        admin_email: String,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum UserCommand {
+    /// Create a user. The password is read from standard input with --password-stdin, or
+    /// generated, printed, and must be changed at first login.
+    Create {
+        #[arg(long)]
+        email: String,
+        #[arg(long)]
+        display_name: String,
+        /// The agency's name; may be left out when the deployment has only one agency.
+        #[arg(long)]
+        agency: Option<String>,
+        #[arg(long)]
+        admin: bool,
+        #[arg(long)]
+        password_stdin: bool,
+    },
+    /// Set a user's password (read from standard input with --password-stdin, or generated and
+    /// printed); the user's sessions end.
+    SetPassword {
+        #[arg(long)]
+        email: String,
+        #[arg(long)]
+        password_stdin: bool,
+        /// Require a change at next login.
+        #[arg(long)]
+        must_change: bool,
+    },
+}
+
+pub fn init_logging(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("ATTEST_LOG").unwrap_or_else(|_| "info".into());
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    match format {
+        LogFormat::Json => builder.json().init(),
+        LogFormat::Text => builder.init(),
+    }
+}
+
+fn domain(err: AppError) -> anyhow::Error {
+    anyhow::anyhow!("{}", LogDisplay(&err))
+}
+
+pub async fn run(cli: Cli) -> anyhow::Result<()> {
+    let url = cli.db.database_url;
+    match cli.command {
+        None => serve(&url, ServeConfig::defaults()).await,
+        Some(Command::Serve(config)) => serve(&url, config).await,
+        Some(Command::Migrate) => {
+            init_logging(LogFormat::Text);
+            Db::connect(&url).await?.migrate().await?;
+            println!("migrations are up to date on {url}");
+            Ok(())
+        }
+        Some(Command::Schema) => {
+            print!("{}", crate::graphql::sdl());
+            Ok(())
+        }
+        Some(Command::Agency(AgencyCommand::Create { name, admin_email })) => {
+            let state = operator_state(&url).await?;
+            let password = Password::generate();
+            let (agency, admin) =
+                agencies::create_agency(&state, &name, &admin_email, &password, true).await.map_err(domain)?;
+            println!("created agency {} ({})", agency.name, agency.id);
+            println!(
+                "administrator {} with password {} (to be changed at first login)",
+                admin.email,
+                password.expose()
+            );
+            Ok(())
+        }
+        Some(Command::User(cmd)) => user_command(&url, cmd).await,
+    }
+}
+
+async fn operator_state(url: &crate::config::DatabaseUrl) -> anyhow::Result<AppState> {
+    bootstrap::start(url, ServeConfig::defaults(), Clock::System).await
+}
+
+fn read_password(from_stdin: bool) -> anyhow::Result<(Password, bool)> {
+    if !from_stdin {
+        return Ok((Password::generate(), true));
+    }
+    let mut line = String::new();
+    std::io::stdin().lock().read_line(&mut line).context("reading the password from standard input")?;
+    let line = line.trim_end_matches(['\r', '\n']);
+    Ok((Password::parse("password", line).map_err(domain)?, false))
+}
+
+async fn user_command(url: &crate::config::DatabaseUrl, cmd: UserCommand) -> anyhow::Result<()> {
+    let state = operator_state(url).await?;
+    match cmd {
+        UserCommand::Create { email, display_name, agency, admin, password_stdin } => {
+            let all = db::org::list_agencies(&state.db.conn).await.map_err(domain)?;
+            let agency = match agency {
+                Some(name) => all.into_iter().find(|a| a.name == name || a.id.to_string() == name),
+                None if all.len() == 1 => all.into_iter().next(),
+                None => bail!("this deployment has several agencies: name one with --agency"),
+            }
+            .context("no such agency")?;
+            let (password, generated) = read_password(password_stdin)?;
+            let new =
+                NewUser { email: &email, display_name: &display_name, password: password.expose(), is_admin: admin };
+            let user =
+                agencies::insert_user(&state, agency.id, EventActor::System, new, generated).await.map_err(domain)?;
+            println!("created user {} ({}) in {}", user.email, user.id, agency.name);
+            if generated {
+                println!("password: {} (to be changed at first login)", password.expose());
+            }
+        }
+        UserCommand::SetPassword { email, password_stdin, must_change } => {
+            let email = Email::parse(&email).map_err(domain)?;
+            let (user, _) = db::org::get_user_by_email(&state.db.conn, email.as_str())
+                .await
+                .map_err(domain)?
+                .context("no user with this email")?;
+            let (password, generated) = read_password(password_stdin)?;
+            agencies::set_password(&state, EventActor::System, &user, password.expose(), must_change || generated)
+                .await
+                .map_err(domain)?;
+            println!("password of {} set; their sessions have ended", user.email);
+            if generated {
+                println!("password: {} (to be changed at next login)", password.expose());
+            }
+        }
+    }
+    Ok(())
+}
+
+async fn serve(url: &crate::config::DatabaseUrl, config: ServeConfig) -> anyhow::Result<()> {
+    init_logging(config.log_format);
+    let listen = config.listen;
+    let state = bootstrap::start(url, config, Clock::System).await?;
+    if let Some(first) = bootstrap::first_start(&state).await.map_err(domain)? {
+        match first.generated_password {
+            Some(password) => {
+                println!("==============================================================");
+                println!(" First start: administrator {} created.", first.email);
+                println!(" Password (shown only once; change it at first login):");
+                println!("   {}", password.expose());
+                println!("==============================================================");
+            }
+            None => println!("First start: administrator {} created.", first.email),
+        }
+    }
+    let listener = tokio::net::TcpListener::bind(listen).await.with_context(|| format!("cannot listen on {listen}"))?;
+    tracing::info!(address = %listener.local_addr()?, database = %url, "Attest is serving");
+    crate::http::serve(state, listener, shutdown_signal()).await?;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = terminate => {},
+    }
+    tracing::info!("shutting down: finishing in-flight requests");
+}

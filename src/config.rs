@@ -1,0 +1,190 @@
+//! Server configuration: every option is a command-line flag and an `ATTEST_*` environment
+//! variable. Secrets are redacted in `Debug` so a logged configuration never reveals them.
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::str::FromStr;
+
+use clap::{Args, ValueEnum};
+
+/// A value that must never be printed: its `Debug` shows only that it is set.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(s: impl Into<String>) -> Self {
+        Secret(s.into())
+    }
+
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Secret(<redacted>)")
+    }
+}
+
+impl FromStr for Secret {
+    type Err = std::convert::Infallible;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Ok(Secret(s.to_owned()))
+    }
+}
+
+/// A database URL whose password is hidden in `Debug` and `Display`.
+#[derive(Clone, PartialEq, Eq)]
+pub struct DatabaseUrl(String);
+
+impl DatabaseUrl {
+    pub fn new(s: impl Into<String>) -> Self {
+        DatabaseUrl(s.into())
+    }
+
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+
+    pub fn is_postgres(&self) -> bool {
+        self.0.starts_with("postgres://") || self.0.starts_with("postgresql://")
+    }
+
+    /// The URL with any password replaced by `***`.
+    pub fn redacted(&self) -> String {
+        let Some((scheme, rest)) = self.0.split_once("://") else {
+            return self.0.clone();
+        };
+        let Some((userinfo, host)) = rest.split_once('@') else {
+            return self.0.clone();
+        };
+        match userinfo.split_once(':') {
+            Some((user, _)) => format!("{scheme}://{user}:***@{host}"),
+            None => self.0.clone(),
+        }
+    }
+}
+
+impl fmt::Debug for DatabaseUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "DatabaseUrl({})", self.redacted())
+    }
+}
+
+impl fmt::Display for DatabaseUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.redacted())
+    }
+}
+
+impl FromStr for DatabaseUrl {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let s = s.trim();
+        if s.starts_with("sqlite:") || s.starts_with("postgres://") || s.starts_with("postgresql://") {
+            Ok(DatabaseUrl(s.to_owned()))
+        } else {
+            Err("expected a sqlite: or postgres:// URL".into())
+        }
+    }
+}
+
+#[derive(Args, Clone, Debug)]
+pub struct DatabaseArgs {
+    /// Database to use: a `sqlite:` file URL (created on first start) or a `postgres://` URL.
+    #[arg(long, env = "ATTEST_DATABASE_URL", default_value = "sqlite://attest.db?mode=rwc", global = true)]
+    pub database_url: DatabaseUrl,
+}
+
+#[derive(Copy, Clone, Debug, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+/// Everything `attest serve` needs.
+#[derive(Args, Clone, Debug)]
+pub struct ServeConfig {
+    /// Address to listen on.
+    #[arg(long, env = "ATTEST_LISTEN", default_value = "127.0.0.1:8080")]
+    pub listen: SocketAddr,
+
+    /// Email of the administrator created on first start.
+    #[arg(long, env = "ATTEST_ADMIN_EMAIL", default_value = "admin@example.org")]
+    pub admin_email: String,
+
+    /// Password of the administrator created on first start. Without it, a random one is
+    /// generated, printed once, and must be changed at first login.
+    #[arg(long, env = "ATTEST_ADMIN_PASSWORD", hide_env_values = true)]
+    pub admin_password: Option<Secret>,
+
+    /// Name of the agency created on first start.
+    #[arg(long, env = "ATTEST_AGENCY_NAME", default_value = "My agency")]
+    pub agency_name: String,
+
+    /// A session ends after this many seconds without a request.
+    #[arg(long, env = "ATTEST_SESSION_IDLE_SECS", default_value_t = 2 * 3600)]
+    pub session_idle_secs: u64,
+
+    /// A session ends this many seconds after login, however active.
+    #[arg(long, env = "ATTEST_SESSION_MAX_SECS", default_value_t = 12 * 3600)]
+    pub session_max_secs: u64,
+
+    /// Failed logins for one account, within the window, before it is refused for a while.
+    #[arg(long, env = "ATTEST_LOGIN_MAX_FAILURES", default_value_t = 5)]
+    pub login_max_failures: u32,
+
+    /// Failed logins from one address, within the window, before it is refused for a while.
+    #[arg(long, env = "ATTEST_LOGIN_MAX_FAILURES_PER_ADDRESS", default_value_t = 30)]
+    pub login_max_failures_per_address: u32,
+
+    /// Window in seconds over which failed logins are counted.
+    #[arg(long, env = "ATTEST_LOGIN_WINDOW_SECS", default_value_t = 900)]
+    pub login_window_secs: u64,
+
+    /// How long, in seconds, an account or address is refused once over the limit.
+    #[arg(long, env = "ATTEST_LOGIN_LOCKOUT_SECS", default_value_t = 900)]
+    pub login_lockout_secs: u64,
+
+    /// Extra delay in milliseconds per earlier failure before a failed login is answered.
+    #[arg(long, env = "ATTEST_LOGIN_DELAY_MS", default_value_t = 200)]
+    pub login_delay_ms: u64,
+
+    /// Largest accepted request body, in bytes.
+    #[arg(long, env = "ATTEST_MAX_REQUEST_BYTES", default_value_t = 256 * 1024)]
+    pub max_request_bytes: usize,
+
+    /// Deepest accepted GraphQL query.
+    #[arg(long, env = "ATTEST_MAX_QUERY_DEPTH", default_value_t = 12)]
+    pub max_query_depth: usize,
+
+    /// Highest accepted GraphQL query complexity.
+    #[arg(long, env = "ATTEST_MAX_QUERY_COMPLEXITY", default_value_t = 2000)]
+    pub max_query_complexity: usize,
+
+    /// Take the client address from `X-Forwarded-For` (only behind a trusted proxy).
+    #[arg(long, env = "ATTEST_TRUST_FORWARDED_FOR", default_value_t = false)]
+    pub trust_forwarded_for: bool,
+
+    /// Mark the session cookie `Secure` (serve over HTTPS).
+    #[arg(long, env = "ATTEST_COOKIE_SECURE", default_value_t = false)]
+    pub cookie_secure: bool,
+
+    /// Log format.
+    #[arg(long, env = "ATTEST_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+}
+
+impl ServeConfig {
+    /// Defaults for embedding and tests, as if no flag were given.
+    pub fn defaults() -> Self {
+        use clap::Parser;
+        #[derive(Parser)]
+        struct Wrapper {
+            #[command(flatten)]
+            config: ServeConfig,
+        }
+        Wrapper::parse_from(["attest"]).config
+    }
+}

@@ -1,0 +1,98 @@
+//! Queries of the event log and its stream heads.
+
+use sea_orm::{ActiveModelTrait, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect};
+use sea_orm::{ColumnTrait, Set};
+
+use super::entities::event;
+use super::{exec, stmt};
+use crate::error::AppError;
+use crate::events::{Event, GENESIS_HASH};
+
+/// Takes the next sequence number of `stream`, returning it with the current head hash. The
+/// first statement is a write, so the head row stays locked (PostgreSQL) or the database stays
+/// write-locked (SQLite) until the transaction ends.
+pub async fn advance_head(tx: &impl ConnectionTrait, stream: &str) -> Result<(i64, String), AppError> {
+    const ADVANCE: &str = "UPDATE stream_heads SET seq = seq + 1 WHERE stream = $1 RETURNING seq, hash";
+    let backend = tx.get_database_backend();
+    for _ in 0..2 {
+        if let Some(row) = tx.query_one_raw(stmt(backend, ADVANCE, [stream.into()])).await? {
+            let seq: i64 = row.try_get("", "seq")?;
+            let hash: String = row.try_get("", "hash")?;
+            return Ok((seq, hash));
+        }
+        // A new stream: create its head, unless a concurrent writer just did.
+        exec(
+            tx,
+            "INSERT INTO stream_heads (stream, seq, hash) VALUES ($1, 0, $2) ON CONFLICT (stream) DO NOTHING",
+            [stream.into(), GENESIS_HASH.into()],
+        )
+        .await?;
+    }
+    Err(AppError::internal(anyhow::anyhow!("stream head for {stream} could not be created")))
+}
+
+/// Inserts the event and moves the stream head's hash to it; returns the global position.
+pub async fn insert(tx: &impl ConnectionTrait, e: &Event) -> Result<i64, AppError> {
+    let model = event::ActiveModel {
+        position: Default::default(),
+        stream: Set(e.stream.clone()),
+        seq: Set(e.seq),
+        kind: Set(e.kind.clone()),
+        actor: Set(e.actor.clone()),
+        at: Set(e.at.clone()),
+        payload: Set(serde_jcs::to_string(&e.payload).map_err(AppError::internal)?),
+        prev_hash: Set(e.prev_hash.clone()),
+        hash: Set(e.hash.clone()),
+    }
+    .insert(tx)
+    .await?;
+    exec(tx, "UPDATE stream_heads SET hash = $1 WHERE stream = $2", [e.hash.clone().into(), e.stream.clone().into()])
+        .await?;
+    Ok(model.position)
+}
+
+pub async fn page(
+    conn: &impl ConnectionTrait,
+    stream: &str,
+    after_seq: i64,
+    limit: u64,
+) -> Result<Vec<Event>, AppError> {
+    let rows = event::Entity::find()
+        .filter(event::Column::Stream.eq(stream))
+        .filter(event::Column::Seq.gt(after_seq))
+        .order_by_asc(event::Column::Seq)
+        .limit(limit)
+        .all(conn)
+        .await?;
+    rows.into_iter().map(to_event).collect()
+}
+
+pub async fn head(conn: &impl ConnectionTrait, stream: &str) -> Result<Option<(i64, String)>, AppError> {
+    let row = conn
+        .query_one_raw(stmt(
+            conn.get_database_backend(),
+            "SELECT seq, hash FROM stream_heads WHERE stream = $1",
+            [stream.into()],
+        ))
+        .await?;
+    match row {
+        Some(row) => Ok(Some((row.try_get("", "seq")?, row.try_get("", "hash")?))),
+        None => Ok(None),
+    }
+}
+
+fn to_event(m: event::Model) -> Result<Event, AppError> {
+    let payload = serde_json::from_str(&m.payload)
+        .map_err(|e| AppError::internal(anyhow::Error::new(e).context("stored event payload is not JSON")))?;
+    Ok(Event {
+        position: m.position,
+        stream: m.stream,
+        seq: m.seq,
+        kind: m.kind,
+        actor: m.actor,
+        at: m.at,
+        payload,
+        prev_hash: m.prev_hash,
+        hash: m.hash,
+    })
+}

@@ -1,0 +1,136 @@
+//! The database: connecting to SQLite or PostgreSQL, running migrations, the write transaction,
+//! and every query. Only this module (and the migrations crate) knows sea-orm entities.
+
+pub mod accounts;
+pub mod entities;
+pub mod events;
+pub mod org;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use migration::MigratorTrait;
+use sea_orm::sqlx::sqlite::{SqliteJournalMode, SqliteSynchronous};
+use sea_orm::{
+    ConnectOptions, ConnectionTrait, Database, DatabaseConnection, DatabaseTransaction, DbBackend, Statement,
+    TransactionTrait,
+};
+use tokio::sync::{Mutex, OwnedMutexGuard};
+
+use crate::config::DatabaseUrl;
+use crate::error::AppError;
+
+pub use sea_orm::DatabaseTransaction as Tx;
+
+/// The connection pool, plus what it takes to write safely on each backend.
+#[derive(Clone)]
+pub struct Db {
+    pub conn: DatabaseConnection,
+    /// SQLite allows one writer at a time, and a deferred transaction that read first fails with
+    /// `SQLITE_BUSY` when it upgrades to write after another writer committed. Serializing write
+    /// transactions inside the process avoids that without costing throughput, since SQLite
+    /// would serialize them anyway. PostgreSQL needs no such lock: stream heads are row-locked.
+    write_lock: Option<Arc<Mutex<()>>>,
+}
+
+/// A write transaction. Dropping it without `commit` rolls back.
+pub struct WriteTx {
+    tx: DatabaseTransaction,
+    _guard: Option<OwnedMutexGuard<()>>,
+}
+
+impl std::ops::Deref for WriteTx {
+    type Target = DatabaseTransaction;
+    fn deref(&self) -> &DatabaseTransaction {
+        &self.tx
+    }
+}
+
+impl WriteTx {
+    pub async fn commit(self) -> Result<(), AppError> {
+        self.tx.commit().await?;
+        Ok(())
+    }
+}
+
+impl Db {
+    pub async fn connect(url: &DatabaseUrl) -> anyhow::Result<Db> {
+        let mut opts = ConnectOptions::new(url.expose().to_owned());
+        opts.sqlx_logging(false).connect_timeout(Duration::from_secs(10)).acquire_timeout(Duration::from_secs(30));
+        if url.is_postgres() {
+            opts.max_connections(20).min_connections(1);
+        } else {
+            // Connections to a SQLite file must not be dropped while idle: keep them for good.
+            opts.max_connections(8).min_connections(1).idle_timeout(None).max_lifetime(None).map_sqlx_sqlite_opts(
+                |o| {
+                    o.create_if_missing(true)
+                        .journal_mode(SqliteJournalMode::Wal)
+                        .synchronous(SqliteSynchronous::Full)
+                        .foreign_keys(true)
+                        .busy_timeout(Duration::from_secs(10))
+                },
+            );
+        }
+        let conn = Database::connect(opts).await.with_context(|| format!("cannot connect to the database at {url}"))?;
+        let write_lock = (!url.is_postgres()).then(|| Arc::new(Mutex::new(())));
+        Ok(Db { conn, write_lock })
+    }
+
+    pub async fn migrate(&self) -> anyhow::Result<()> {
+        migration::Migrator::up(&self.conn, None).await.context("running migrations")?;
+        Ok(())
+    }
+
+    pub fn backend(&self) -> DbBackend {
+        self.conn.get_database_backend()
+    }
+
+    pub async fn begin_write(&self) -> Result<WriteTx, AppError> {
+        let guard = match &self.write_lock {
+            Some(lock) => Some(lock.clone().lock_owned().await),
+            None => None,
+        };
+        let tx = self.conn.begin().await?;
+        Ok(WriteTx { tx, _guard: guard })
+    }
+
+    /// Whether the database answers a trivial query (for `/readyz`).
+    pub async fn ping(&self) -> bool {
+        self.conn.ping().await.is_ok()
+    }
+}
+
+/// Builds a raw statement written with PostgreSQL's `$1` placeholders for either backend. The
+/// placeholders must appear in order, once each.
+pub(crate) fn stmt(backend: DbBackend, sql: &str, values: impl IntoIterator<Item = sea_orm::Value>) -> Statement {
+    let sql = match backend {
+        DbBackend::Postgres => sql.to_owned(),
+        _ => {
+            let mut out = String::with_capacity(sql.len());
+            let mut chars = sql.chars().peekable();
+            while let Some(c) = chars.next() {
+                if c == '$' && chars.peek().is_some_and(|d| d.is_ascii_digit()) {
+                    while chars.peek().is_some_and(|d| d.is_ascii_digit()) {
+                        chars.next();
+                    }
+                    out.push('?');
+                } else {
+                    out.push(c);
+                }
+            }
+            out
+        }
+    };
+    Statement::from_sql_and_values(backend, sql, values)
+}
+
+/// Runs a raw statement on a connection or transaction.
+pub(crate) async fn exec(
+    conn: &impl ConnectionTrait,
+    sql: &str,
+    values: impl IntoIterator<Item = sea_orm::Value>,
+) -> Result<u64, AppError> {
+    let res = conn.execute_raw(stmt(conn.get_database_backend(), sql, values)).await?;
+    Ok(res.rows_affected())
+}

@@ -1,0 +1,132 @@
+//! The GraphQL API: the only module that knows async-graphql. Resolvers parse input into typed
+//! values, call the domain modules (which ask the policy), and map `AppError` to
+//! `extensions.code` here, in one place.
+
+mod mutation;
+mod query;
+mod types;
+
+use std::sync::Arc;
+
+use async_graphql::extensions::{Extension, ExtensionContext, ExtensionFactory, NextExecute};
+use async_graphql::{Context, EmptySubscription, ErrorExtensions, Response, Schema, ServerError};
+
+use crate::auth::{Actor, ClientAddress};
+use crate::config::ServeConfig;
+use crate::error::{AppError, LogDisplay};
+use crate::state::AppState;
+
+pub use mutation::{Mutation, SESSION_COOKIE};
+pub use query::Query;
+
+pub type AttestSchema = Schema<Query, Mutation, EmptySubscription>;
+
+/// What the HTTP layer learned about the caller, handed to every resolver.
+#[derive(Clone, Debug)]
+pub struct Caller {
+    pub actor: Option<Actor>,
+    /// Why a presented token was not accepted, if one was presented and refused.
+    pub refused: Option<&'static str>,
+    pub address: ClientAddress,
+}
+
+pub fn build_schema(state: AppState) -> AttestSchema {
+    let config: Arc<ServeConfig> = state.config.clone();
+    Schema::build(Query, Mutation, EmptySubscription)
+        .data(state)
+        .limit_depth(config.max_query_depth)
+        .limit_complexity(config.max_query_complexity)
+        .extension(ErrorCodes)
+        .finish()
+}
+
+/// The SDL of the schema, as committed in `schema.graphql`.
+pub fn sdl() -> String {
+    Schema::build(Query, Mutation, EmptySubscription).finish().sdl()
+}
+
+impl From<AppError> for async_graphql::Error {
+    fn from(err: AppError) -> Self {
+        if let AppError::Internal(_) = &err {
+            tracing::error!(error = %LogDisplay(&err), "request failed");
+        }
+        async_graphql::Error::new(err.client_message()).extend_with(|_, ext| {
+            ext.set("code", err.code());
+            match &err {
+                AppError::InvalidInput { field, reason } => {
+                    ext.set("field", field.as_str());
+                    ext.set("reason", reason.as_str());
+                }
+                AppError::RateLimited { retry_after_secs } => ext.set("retryAfterSeconds", *retry_after_secs),
+                _ => {}
+            }
+        })
+    }
+}
+
+pub(crate) fn state<'a>(ctx: &Context<'a>) -> &'a AppState {
+    ctx.data_unchecked::<AppState>()
+}
+
+pub(crate) fn caller<'a>(ctx: &Context<'a>) -> Option<&'a Caller> {
+    ctx.data_opt::<Caller>()
+}
+
+/// The authenticated actor, or UNAUTHENTICATED with the reason a token was refused.
+pub(crate) fn actor<'a>(ctx: &Context<'a>) -> Result<&'a Actor, AppError> {
+    match caller(ctx) {
+        Some(Caller { actor: Some(actor), .. }) => Ok(actor),
+        Some(Caller { refused: Some(reason), .. }) => Err(AppError::Unauthenticated(reason)),
+        _ => Err(AppError::Unauthenticated("authentication required")),
+    }
+}
+
+/// Makes sure every error leaving the executor carries a code. An error from a resolver without
+/// one (async-graphql's own conversions of foreign errors) could carry internal text, so it is
+/// replaced by a generic internal error and logged; an error outside any field (parsing,
+/// validation, depth and complexity limits) describes the request and is marked INVALID_INPUT.
+struct ErrorCodes;
+
+impl ExtensionFactory for ErrorCodes {
+    fn create(&self) -> Arc<dyn Extension> {
+        Arc::new(ErrorCodes)
+    }
+}
+
+#[async_trait::async_trait]
+impl Extension for ErrorCodes {
+    async fn execute(
+        &self,
+        ctx: &ExtensionContext<'_>,
+        operation_name: Option<&str>,
+        next: NextExecute<'_>,
+    ) -> Response {
+        let mut response = next.run(ctx, operation_name).await;
+        for err in &mut response.errors {
+            ensure_code(err);
+        }
+        response
+    }
+}
+
+pub fn ensure_code(err: &mut ServerError) {
+    let has_code = err.extensions.as_ref().is_some_and(|e| e.get("code").is_some());
+    if has_code {
+        return;
+    }
+    if err.path.is_empty() {
+        let message = err.message.clone();
+        *err = ServerError { extensions: None, ..err.clone() };
+        let mut ext = async_graphql::ErrorExtensionValues::default();
+        ext.set("code", "INVALID_INPUT");
+        ext.set("reason", message);
+        err.extensions = Some(ext);
+    } else {
+        tracing::error!(error = %err.message, path = ?err.path, "resolver error without a code");
+        err.message = "internal error".to_owned();
+        let mut ext = async_graphql::ErrorExtensionValues::default();
+        ext.set("code", "INTERNAL");
+        err.extensions = Some(ext);
+        err.source = None;
+    }
+}

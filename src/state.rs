@@ -1,0 +1,18 @@
+//! The state one running server shares between requests: no process-global state, so two servers
+//! in one process never see each other.
+
+use std::sync::Arc;
+
+use crate::clock::Clock;
+use crate::config::ServeConfig;
+use crate::db::Db;
+
+#[derive(Clone)]
+pub struct AppState {
+    pub db: Db,
+    pub clock: Clock,
+    pub config: Arc<ServeConfig>,
+    /// An argon2 hash of a random password, checked when a login names an unknown account so
+    /// that the answer takes as long as for a known one.
+    pub dummy_hash: Arc<String>,
+}
