@@ -90,16 +90,15 @@ fn bearer_or_cookie(headers: &HeaderMap) -> Option<String> {
 }
 
 fn client_address(http: &Http, headers: &HeaderMap, peer: SocketAddr) -> ClientAddress {
-    if http.state.config.trust_forwarded_for {
-        if let Some(first) = headers
+    if http.state.config.trust_forwarded_for
+        && let Some(first) = headers
             .get("x-forwarded-for")
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.split(',').next())
             .map(str::trim)
             .filter(|v| !v.is_empty())
-        {
-            return ClientAddress(first.to_owned());
-        }
+    {
+        return ClientAddress(first.to_owned());
     }
     ClientAddress(peer.ip().to_string())
 }

@@ -178,14 +178,14 @@ pub async fn verify_stream(conn: &impl sea_orm::ConnectionTrait, stream: &str) -
             prev = event.hash;
         }
     }
-    if let Some((head_seq, head_hash)) = db::events::head(conn, stream).await? {
-        if head_seq != expected_seq - 1 || head_hash != prev {
-            return Ok(Verification {
-                events_checked: checked,
-                head_hash: prev,
-                problem: Some((head_seq, "stream head does not match the last event".into())),
-            });
-        }
+    if let Some((head_seq, head_hash)) = db::events::head(conn, stream).await?
+        && (head_seq != expected_seq - 1 || head_hash != prev)
+    {
+        return Ok(Verification {
+            events_checked: checked,
+            head_hash: prev,
+            problem: Some((head_seq, "stream head does not match the last event".into())),
+        });
     }
     Ok(Verification { events_checked: checked, head_hash: prev, problem: None })
 }

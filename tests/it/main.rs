@@ -1,0 +1,12 @@
+//! The one integration-test binary. Every test starts the real server on 127.0.0.1:0 with a
+//! fresh database: SQLite in a temporary file, or PostgreSQL when `ATTEST_TEST_DATABASE_URL`
+//! is set.
+
+mod helpers;
+
+mod accounts;
+mod authorization;
+mod cli;
+mod errors;
+mod event_log;
+mod schema;
