@@ -14,7 +14,17 @@ use crate::state::AppState;
 /// Connects, runs pending migrations and prepares the state a server shares.
 pub async fn start(url: &DatabaseUrl, config: ServeConfig, clock: Clock) -> anyhow::Result<AppState> {
     let db = Db::connect(url).await?;
-    db.migrate().await?;
+    // Several servers may start at once on one PostgreSQL database; one of them applies the
+    // migrations and the others, failing on the half-applied state, try again after it.
+    let mut attempt = 0;
+    while let Err(err) = db.migrate().await {
+        attempt += 1;
+        if attempt >= 5 {
+            return Err(err);
+        }
+        tracing::warn!(error = %format!("{err:#}"), attempt, "migrations failed; retrying");
+        tokio::time::sleep(std::time::Duration::from_millis(500 * attempt)).await;
+    }
     let dummy_hash = password::dummy_hash().await.map_err(|e| anyhow::anyhow!("{}", LogDisplay(&e)))?;
     Ok(AppState { db, clock, config: Arc::new(config), dummy_hash: Arc::new(dummy_hash) })
 }
@@ -36,7 +46,12 @@ pub async fn first_start(state: &AppState) -> Result<Option<FirstAdmin>, AppErro
         Some(given) => (Password::parse("ATTEST_ADMIN_PASSWORD", given.expose())?, false),
         None => (Password::generate(), true),
     };
-    let (_, admin) =
-        agencies::create_agency(state, &config.agency_name, &config.admin_email, &password, generated).await?;
-    Ok(Some(FirstAdmin { email: admin.email, generated_password: generated.then_some(password) }))
+    match agencies::create_agency(state, &config.agency_name, &config.admin_email, &password, generated).await {
+        Ok((_, admin)) => {
+            Ok(Some(FirstAdmin { email: admin.email, generated_password: generated.then_some(password) }))
+        }
+        // Another server starting at the same moment created it first.
+        Err(_) if crate::db::org::count_agencies(&state.db.conn).await? > 0 => Ok(None),
+        Err(err) => Err(err),
+    }
 }

@@ -51,17 +51,35 @@ impl DatabaseUrl {
         self.0.starts_with("postgres://") || self.0.starts_with("postgresql://")
     }
 
-    /// The URL with any password replaced by `***`.
+    /// The URL with any password replaced by `***`: in the user information (split at the last
+    /// `@`, since an unencoded `@` may appear in a password) and in a `password=` parameter.
     pub fn redacted(&self) -> String {
         let Some((scheme, rest)) = self.0.split_once("://") else {
             return self.0.clone();
         };
-        let Some((userinfo, host)) = rest.split_once('@') else {
-            return self.0.clone();
+        let (main, query) = match rest.split_once('?') {
+            Some((main, query)) => (main, Some(query)),
+            None => (rest, None),
         };
-        match userinfo.split_once(':') {
-            Some((user, _)) => format!("{scheme}://{user}:***@{host}"),
-            None => self.0.clone(),
+        let main = match main.rsplit_once('@') {
+            Some((userinfo, host)) => match userinfo.split_once(':') {
+                Some((user, _)) => format!("{user}:***@{host}"),
+                None => format!("{userinfo}@{host}"),
+            },
+            None => main.to_owned(),
+        };
+        let query = query.map(|q| {
+            q.split('&')
+                .map(|pair| match pair.split_once('=') {
+                    Some((k, _)) if k.eq_ignore_ascii_case("password") => format!("{k}=***"),
+                    _ => pair.to_owned(),
+                })
+                .collect::<Vec<_>>()
+                .join("&")
+        });
+        match query {
+            Some(q) => format!("{scheme}://{main}?{q}"),
+            None => format!("{scheme}://{main}"),
         }
     }
 }
@@ -93,7 +111,13 @@ impl FromStr for DatabaseUrl {
 #[derive(Args, Clone, Debug)]
 pub struct DatabaseArgs {
     /// Database to use: a `sqlite:` file URL (created on first start) or a `postgres://` URL.
-    #[arg(long, env = "ATTEST_DATABASE_URL", default_value = "sqlite://attest.db?mode=rwc", global = true)]
+    #[arg(
+        long,
+        env = "ATTEST_DATABASE_URL",
+        default_value = "sqlite://attest.db?mode=rwc",
+        global = true,
+        hide_env_values = true
+    )]
     pub database_url: DatabaseUrl,
 }
 

@@ -3,6 +3,18 @@
 //! hash-chained event log under every change.
 //!
 //! Modules in reading order:
+//!
+//! - `config`, `state`, `clock`, `error`, `ids`: configuration, shared state and the vocabulary
+//!   every other module uses.
+//! - `db`: connections, migrations, the write transaction and every query.
+//! - `events`: the append-only, hash-chained log under every write.
+//! - `auth`: passwords, sessions, login throttling and the authenticated `Actor`.
+//! - `policy`: the one place where authorization is decided.
+//! - `agencies`: agencies, unit trees, users and roles.
+//! - `bootstrap`: starting a server and the first start on an empty database.
+//! - `graphql`: the API schema and its HTTP and websocket transports.
+//! - `http`: the web server around it.
+//! - `cli`: the command line.
 
 #![forbid(unsafe_code)]
 

@@ -5,6 +5,7 @@ mod types;
 
 pub use types::*;
 
+use sea_orm::ConnectionTrait;
 use serde_json::json;
 
 use crate::auth::Actor;
@@ -73,7 +74,7 @@ pub async fn create_agency(
         disabled: false,
         created_at: now,
     };
-    let tx = state.db.begin_write().await?;
+    let tx = events::begin(&state.db, &Stream::Agency(agency.id)).await?;
     db::org::insert_agency(&*tx, &agency)
         .await
         .map_err(|e| rename_conflict(e, "name", "an agency with this name already exists"))?;
@@ -123,15 +124,15 @@ pub async fn units(state: &AppState, actor: &Actor) -> Result<Vec<Unit>, AppErro
 }
 
 /// Loads a unit, answering not found for a unit of another agency.
-async fn load_unit(state: &AppState, actor: &Actor, id: UnitId) -> Result<Unit, AppError> {
-    match db::org::get_unit(&state.db.conn, id).await? {
-        Some(u) if u.agency_id == actor.agency_id => Ok(u),
+async fn load_unit(conn: &impl ConnectionTrait, agency: AgencyId, id: UnitId) -> Result<Unit, AppError> {
+    match db::org::get_unit(conn, id).await? {
+        Some(u) if u.agency_id == agency => Ok(u),
         _ => Err(AppError::NotFound("unit")),
     }
 }
 
 pub async fn unit(state: &AppState, actor: &Actor, id: UnitId) -> Result<Unit, AppError> {
-    let unit = load_unit(state, actor, id).await?;
+    let unit = load_unit(&state.db.conn, actor.agency_id, id).await?;
     policy::authorize(actor, Action::ViewAgency, Resource::agency(unit.agency_id))?;
     Ok(unit)
 }
@@ -144,8 +145,9 @@ pub async fn create_unit(
 ) -> Result<Unit, AppError> {
     policy::authorize(actor, Action::ManageUnits, Resource::agency(actor.agency_id))?;
     let name = parse_name("name", name, MAX_NAME_CHARS)?;
+    let tx = events::begin(&state.db, &Stream::Agency(actor.agency_id)).await?;
     if let Some(parent) = parent {
-        load_unit(state, actor, parent).await.map_err(|_| AppError::invalid("parentId", "no such unit"))?;
+        load_unit(&*tx, actor.agency_id, parent).await.map_err(|_| AppError::invalid("parentId", "no such unit"))?;
     }
     let unit = Unit {
         id: UnitId::new(),
@@ -154,7 +156,6 @@ pub async fn create_unit(
         name,
         created_at: state.clock.now_micros(),
     };
-    let tx = state.db.begin_write().await?;
     db::org::insert_unit(&*tx, &unit).await?;
     events::append(
         &tx,
@@ -172,12 +173,12 @@ pub async fn create_unit(
 pub async fn rename_unit(state: &AppState, actor: &Actor, id: UnitId, name: &str) -> Result<Unit, AppError> {
     policy::authorize(actor, Action::ManageUnits, Resource::agency(actor.agency_id))?;
     let name = parse_name("name", name, MAX_NAME_CHARS)?;
-    let before = load_unit(state, actor, id).await?;
+    let tx = events::begin(&state.db, &Stream::Agency(actor.agency_id)).await?;
+    let before = load_unit(&*tx, actor.agency_id, id).await?;
     if before.name == name {
         return Ok(before);
     }
     let after = Unit { name, ..before.clone() };
-    let tx = state.db.begin_write().await?;
     db::org::update_unit(&*tx, &after).await?;
     events::append(
         &tx,
@@ -195,10 +196,11 @@ pub async fn rename_unit(state: &AppState, actor: &Actor, id: UnitId, name: &str
 /// Moves a unit under another parent (or to the top). A unit cannot move into its own subtree.
 pub async fn move_unit(state: &AppState, actor: &Actor, id: UnitId, parent: Option<UnitId>) -> Result<Unit, AppError> {
     policy::authorize(actor, Action::ManageUnits, Resource::agency(actor.agency_id))?;
-    let before = load_unit(state, actor, id).await?;
+    let tx = events::begin(&state.db, &Stream::Agency(actor.agency_id)).await?;
+    let before = load_unit(&*tx, actor.agency_id, id).await?;
     if let Some(parent) = parent {
-        load_unit(state, actor, parent).await.map_err(|_| AppError::invalid("parentId", "no such unit"))?;
-        let all = db::org::list_units(&state.db.conn, actor.agency_id).await?;
+        load_unit(&*tx, actor.agency_id, parent).await.map_err(|_| AppError::invalid("parentId", "no such unit"))?;
+        let all = db::org::list_units(&*tx, actor.agency_id).await?;
         if subtree(&all, id).contains(&parent) {
             return Err(AppError::invalid("parentId", "a unit cannot be moved under itself or its descendants"));
         }
@@ -207,7 +209,6 @@ pub async fn move_unit(state: &AppState, actor: &Actor, id: UnitId, parent: Opti
         return Ok(before);
     }
     let after = Unit { parent_id: parent, ..before.clone() };
-    let tx = state.db.begin_write().await?;
     db::org::update_unit(&*tx, &after).await?;
     let show = |p: Option<UnitId>| p.map(|p| p.to_string());
     events::append(
@@ -273,7 +274,7 @@ pub async fn roles_of(state: &AppState, actor: &Actor, id: UserId) -> Result<Vec
 
 /// The role grants on one unit, for administrators and the unit's managers.
 pub async fn roles_on_unit(state: &AppState, actor: &Actor, id: UnitId) -> Result<Vec<RoleGrant>, AppError> {
-    let unit = load_unit(state, actor, id).await?;
+    let unit = load_unit(&state.db.conn, actor.agency_id, id).await?;
     let all = db::org::list_units(&state.db.conn, actor.agency_id).await?;
     let chain = ancestry(&all, unit.id);
     policy::authorize(actor, Action::ViewUser, Resource { agency: unit.agency_id, units: &chain, owner: None })?;
@@ -305,9 +306,6 @@ pub async fn insert_user(
     let email = Email::parse(new.email)?;
     let display_name = parse_name("displayName", new.display_name, MAX_NAME_CHARS)?;
     let password = Password::parse("password", new.password)?;
-    if db::org::get_user_by_email(&state.db.conn, email.as_str()).await?.is_some() {
-        return Err(AppError::invalid("email", "a user with this email already exists"));
-    }
     let hash = password::hash(&password).await?;
     let user = User {
         id: UserId::new(),
@@ -319,13 +317,26 @@ pub async fn insert_user(
         disabled: false,
         created_at: state.clock.now_micros(),
     };
-    let tx = state.db.begin_write().await?;
+    let stream = Stream::Agency(agency);
+    let tx = events::begin(&state.db, &stream).await?;
+    if db::org::get_user_by_email(&*tx, email.as_str()).await?.is_some() {
+        return Err(AppError::invalid("email", "a user with this email already exists"));
+    }
+    // Emails are unique across agencies: a concurrent insert elsewhere still meets the index.
     db::org::insert_user(&*tx, &user, &hash)
         .await
         .map_err(|e| rename_conflict(e, "email", "a user with this email already exists"))?;
-    events::append(&tx, &state.clock, &Stream::Agency(agency), "user.created", by, user_payload(&user)).await?;
+    events::append(&tx, &state.clock, &stream, "user.created", by, user_payload(&user)).await?;
     tx.commit().await?;
     Ok(user)
+}
+
+/// Loads a user of the given agency inside a transaction; another agency's user is not found.
+async fn load_user(conn: &impl ConnectionTrait, agency: AgencyId, id: UserId) -> Result<User, AppError> {
+    match db::org::get_user(conn, id).await? {
+        Some(u) if u.agency_id == agency => Ok(u),
+        _ => Err(AppError::NotFound("user")),
+    }
 }
 
 /// A change an administrator makes to another user's account.
@@ -342,10 +353,9 @@ pub async fn update_user(
     change: UserChange<'_>,
 ) -> Result<User, AppError> {
     policy::authorize(actor, Action::ManageUsers, Resource::agency(actor.agency_id))?;
-    let before = match db::org::get_user(&state.db.conn, id).await? {
-        Some(u) if u.agency_id == actor.agency_id => u,
-        _ => return Err(AppError::NotFound("user")),
-    };
+    let stream = Stream::Agency(actor.agency_id);
+    let tx = events::begin(&state.db, &stream).await?;
+    let before = load_user(&*tx, actor.agency_id, id).await?;
     let mut after = before.clone();
     let (kind, field) = match change {
         UserChange::DisplayName(name) => {
@@ -378,7 +388,6 @@ pub async fn update_user(
         "is_admin" => json!(u.is_admin),
         _ => json!(u.disabled),
     };
-    let tx = state.db.begin_write().await?;
     db::org::update_user(&*tx, &after).await?;
     if after.disabled {
         db::accounts::delete_user_sessions(&*tx, id, None).await?;
@@ -386,7 +395,7 @@ pub async fn update_user(
     events::append(
         &tx,
         &state.clock,
-        &Stream::Agency(actor.agency_id),
+        &stream,
         kind,
         actor.event_actor(),
         json!({ "user_id": id.to_string(), "before": { field: value(&before) }, "after": { field: value(&after) } }),
@@ -400,10 +409,8 @@ pub async fn update_user(
 /// the user's sessions end.
 pub async fn reset_password(state: &AppState, actor: &Actor, id: UserId, new: &str) -> Result<User, AppError> {
     policy::authorize(actor, Action::ManageUsers, Resource::agency(actor.agency_id))?;
-    match db::org::get_user(&state.db.conn, id).await? {
-        Some(u) if u.agency_id == actor.agency_id => set_password(state, actor.event_actor(), &u, new, true).await,
-        _ => Err(AppError::NotFound("user")),
-    }
+    let user = load_user(&state.db.conn, actor.agency_id, id).await?;
+    set_password(state, actor.event_actor(), &user, new, true).await
 }
 
 /// Sets a user's password without a policy check (for operators) and ends their sessions.
@@ -416,13 +423,14 @@ pub async fn set_password(
 ) -> Result<User, AppError> {
     let password = Password::parse("password", new)?;
     let hash = password::hash(&password).await?;
-    let tx = state.db.begin_write().await?;
+    let stream = Stream::Agency(user.agency_id);
+    let tx = events::begin(&state.db, &stream).await?;
     db::org::set_password_hash(&*tx, user.id, &hash, must_change).await?;
     let ended = db::accounts::delete_user_sessions(&*tx, user.id, None).await?;
     events::append(
         &tx,
         &state.clock,
-        &Stream::Agency(user.agency_id),
+        &stream,
         "user.password_reset",
         by,
         json!({ "user_id": user.id.to_string(), "must_change_password": must_change, "sessions_ended": ended }),
@@ -440,18 +448,18 @@ pub async fn grant_role(
     role: UnitRole,
 ) -> Result<RoleGrant, AppError> {
     policy::authorize(actor, Action::ManageRoles, Resource::agency(actor.agency_id))?;
-    let (user, unit) = role_target(state, actor, user_id, unit_id).await?;
-    let before = db::org::roles_of_user(&state.db.conn, user.id).await?.into_iter().find(|g| g.unit_id == unit.id);
-    let grant = RoleGrant { user_id, unit_id, role, granted_at: state.clock.now_micros() };
-    if before.as_ref().is_some_and(|b| b.role == role) {
-        return Ok(before.expect("checked to be present just above"));
+    let stream = Stream::Agency(actor.agency_id);
+    let tx = events::begin(&state.db, &stream).await?;
+    let before = role_before(&*tx, actor.agency_id, user_id, unit_id).await?;
+    if let Some(before) = before.as_ref().filter(|b| b.role == role) {
+        return Ok(before.clone());
     }
-    let tx = state.db.begin_write().await?;
+    let grant = RoleGrant { user_id, unit_id, role, granted_at: state.clock.now_micros() };
     db::org::upsert_role(&*tx, &grant).await?;
     events::append(
         &tx,
         &state.clock,
-        &Stream::Agency(actor.agency_id),
+        &stream,
         "role.granted",
         actor.event_actor(),
         json!({
@@ -468,39 +476,41 @@ pub async fn grant_role(
 
 pub async fn revoke_role(state: &AppState, actor: &Actor, user_id: UserId, unit_id: UnitId) -> Result<bool, AppError> {
     policy::authorize(actor, Action::ManageRoles, Resource::agency(actor.agency_id))?;
-    let (user, unit) = role_target(state, actor, user_id, unit_id).await?;
-    let Some(before) =
-        db::org::roles_of_user(&state.db.conn, user.id).await?.into_iter().find(|g| g.unit_id == unit.id)
-    else {
+    let stream = Stream::Agency(actor.agency_id);
+    let tx = events::begin(&state.db, &stream).await?;
+    let Some(before) = role_before(&*tx, actor.agency_id, user_id, unit_id).await? else {
         return Ok(false);
     };
-    let tx = state.db.begin_write().await?;
     db::org::delete_role(&*tx, user_id, unit_id).await?;
     events::append(
         &tx,
         &state.clock,
-        &Stream::Agency(actor.agency_id),
+        &stream,
         "role.revoked",
         actor.event_actor(),
-        json!({ "user_id": user_id.to_string(), "unit_id": unit_id.to_string(), "before": { "role": before.role.as_str() }, "after": { "role": null } }),
+        json!({
+            "user_id": user_id.to_string(),
+            "unit_id": unit_id.to_string(),
+            "before": { "role": before.role.as_str() },
+            "after": { "role": null },
+        }),
     )
     .await?;
     tx.commit().await?;
     Ok(true)
 }
 
-async fn role_target(
-    state: &AppState,
-    actor: &Actor,
+/// Checks that the user and the unit belong to the agency and returns the user's current role
+/// on the unit.
+async fn role_before(
+    conn: &impl ConnectionTrait,
+    agency: AgencyId,
     user_id: UserId,
     unit_id: UnitId,
-) -> Result<(User, Unit), AppError> {
-    let user = match db::org::get_user(&state.db.conn, user_id).await? {
-        Some(u) if u.agency_id == actor.agency_id => u,
-        _ => return Err(AppError::NotFound("user")),
-    };
-    let unit = load_unit(state, actor, unit_id).await?;
-    Ok((user, unit))
+) -> Result<Option<RoleGrant>, AppError> {
+    let user = load_user(conn, agency, user_id).await?;
+    let unit = load_unit(conn, agency, unit_id).await?;
+    Ok(db::org::roles_of_user(conn, user.id).await?.into_iter().find(|g| g.unit_id == unit.id))
 }
 
 /// A page of the agency's event stream, for administrators.

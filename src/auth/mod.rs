@@ -80,7 +80,7 @@ pub async fn login(
     match user {
         Some(user) if password_ok && !user.disabled => {
             let token = token::generate();
-            let tx = state.db.begin_write().await?;
+            let tx = events::begin(&state.db, &Stream::Agency(user.agency_id)).await?;
             let session = SessionRow {
                 token_hash: token::digest(token.expose()),
                 user_id: user.id.to_string(),
@@ -109,11 +109,14 @@ pub async fn login(
                 Some(_) => "wrong_password",
             };
             let stream = user.as_ref().map_or(Stream::System, |u| Stream::Agency(u.agency_id));
+            // Count this failure on the latest state: another failure may have landed meanwhile.
+            let tx = events::begin(&state.db, &stream).await?;
+            let account = db::accounts::get_throttle(&*tx, &account_key).await?;
+            let address = db::accounts::get_throttle(&*tx, &address_key).await?;
             let (account_next, account_locked) =
                 throttle::after_failure(account.as_ref(), now, Limits::for_account(config));
             let (address_next, address_locked) =
                 throttle::after_failure(address.as_ref(), now, Limits::for_address(config));
-            let tx = state.db.begin_write().await?;
             db::accounts::put_throttle(&*tx, &account_key, &account_next).await?;
             db::accounts::put_throttle(&*tx, &address_key, &address_next).await?;
             let user_id = user.as_ref().map(|u| u.id.to_string());
@@ -130,7 +133,9 @@ pub async fn login(
                 [(account_locked, "account", &account_next), (address_locked, "address", &address_next)]
             {
                 if locked {
-                    let until = next.locked_until.map(|u| crate::clock::from_micros(u).to_rfc3339());
+                    let until = next
+                        .locked_until
+                        .map(|u| crate::clock::from_micros(u).to_rfc3339_opts(chrono::SecondsFormat::Micros, true));
                     events::append(
                         &tx,
                         &state.clock,
@@ -201,7 +206,7 @@ fn actor_from(user: &User, roles: &[RoleGrant], session: String) -> Actor {
 
 /// Ends the caller's session.
 pub async fn logout(state: &AppState, actor: &Actor) -> Result<(), AppError> {
-    let tx = state.db.begin_write().await?;
+    let tx = events::begin(&state.db, &Stream::Agency(actor.agency_id)).await?;
     db::accounts::delete_session(&*tx, &actor.session).await?;
     events::append(
         &tx,
@@ -228,7 +233,7 @@ pub async fn change_password(state: &AppState, actor: &Actor, current: &str, new
         return Err(AppError::invalid("currentPassword", "does not match the current password"));
     }
     let new_hash = password::hash(&new).await?;
-    let tx = state.db.begin_write().await?;
+    let tx = events::begin(&state.db, &Stream::Agency(actor.agency_id)).await?;
     db::org::set_password_hash(&*tx, actor.user_id, &new_hash, false).await?;
     let ended = db::accounts::delete_user_sessions(&*tx, actor.user_id, Some(&actor.session)).await?;
     events::append(

@@ -31,6 +31,23 @@ pub async fn advance_head(tx: &impl ConnectionTrait, stream: &str) -> Result<(i6
     Err(AppError::internal(anyhow::anyhow!("stream head for {stream} could not be created")))
 }
 
+/// Locks the stream's head until the transaction ends, creating it if needed. Every write that
+/// reads state before changing it takes this lock first, so that what it read cannot change
+/// under it: writes to one stream are serialized, writes to different streams are not.
+pub async fn lock_head(tx: &impl ConnectionTrait, stream: &str) -> Result<(), AppError> {
+    const LOCK: &str = "UPDATE stream_heads SET seq = seq WHERE stream = $1";
+    if exec(tx, LOCK, [stream.into()]).await? == 0 {
+        exec(
+            tx,
+            "INSERT INTO stream_heads (stream, seq, hash) VALUES ($1, 0, $2) ON CONFLICT (stream) DO NOTHING",
+            [stream.into(), GENESIS_HASH.into()],
+        )
+        .await?;
+        exec(tx, LOCK, [stream.into()]).await?;
+    }
+    Ok(())
+}
+
 /// Inserts the event and moves the stream head's hash to it; returns the global position.
 pub async fn insert(tx: &impl ConnectionTrait, e: &Event) -> Result<i64, AppError> {
     let model = event::ActiveModel {

@@ -36,7 +36,7 @@ impl Stream {
         match s.split_once(':') {
             Some(("agency", id)) => Ok(Stream::Agency(AgencyId::parse(id)?)),
             None if s == "system" => Ok(Stream::System),
-            _ => Err(AppError::invalid("stream", "expected agency:<id>")),
+            _ => Err(AppError::invalid("stream", "expected agency:<id> or system")),
         }
     }
 }
@@ -85,7 +85,6 @@ struct Hashed<'a> {
 }
 
 /// SHA-256 over the RFC 8785 canonical JSON of the hashed fields, as lowercase hex.
-#[allow(clippy::too_many_arguments)]
 pub fn compute_hash(
     stream: &str,
     seq: i64,
@@ -105,6 +104,15 @@ impl Event {
     pub fn recompute_hash(&self) -> String {
         compute_hash(&self.stream, self.seq, &self.kind, &self.actor, &self.at, &self.payload, &self.prev_hash)
     }
+}
+
+/// Begins a write transaction that holds `stream`'s head locked: reads made in it see the
+/// latest committed state, and no other writer to the stream can change that state before it
+/// commits.
+pub async fn begin(db: &db::Db, stream: &Stream) -> Result<db::WriteTx, AppError> {
+    let tx = db.begin_write().await?;
+    db::events::lock_head(&*tx, &stream.key()).await?;
+    Ok(tx)
 }
 
 /// Appends one event to `stream` inside the caller's transaction. The stream head is locked
@@ -178,14 +186,40 @@ pub async fn verify_stream(conn: &impl sea_orm::ConnectionTrait, stream: &str) -
             prev = event.hash;
         }
     }
-    if let Some((head_seq, head_hash)) = db::events::head(conn, stream).await?
-        && (head_seq != expected_seq - 1 || head_hash != prev)
-    {
+    let head = db::events::head(conn, stream).await?;
+    let head_matches = match &head {
+        Some((seq, hash)) => *seq == expected_seq - 1 && *hash == prev,
+        None => checked == 0,
+    };
+    if !head_matches {
+        let seq = head.map_or(expected_seq - 1, |(seq, _)| seq);
         return Ok(Verification {
             events_checked: checked,
             head_hash: prev,
-            problem: Some((head_seq, "stream head does not match the last event".into())),
+            problem: Some((seq, "stream head does not match the last event".into())),
         });
     }
     Ok(Verification { events_checked: checked, head_hash: prev, problem: None })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The worked example of docs/event-log.md, whose hash was computed by another implementation.
+    #[test]
+    fn the_documented_example_hashes_as_documented() {
+        let agency = "1b9d6bcd-bbfd-4b2d-9b5d-ab8dfbbd4bed";
+        let payload = serde_json::json!({ "name": "My agency", "agency_id": agency });
+        let hash = compute_hash(
+            &format!("agency:{agency}"),
+            1,
+            "agency.created",
+            "system",
+            "2026-11-27T18:33:31.499452Z",
+            &payload,
+            GENESIS_HASH,
+        );
+        assert_eq!(hash, "2b8de8794a86336be118b69f51d24e4d6e6939c35969baf6673c0f5dd8d3a755");
+    }
 }

@@ -4,11 +4,12 @@
 
 mod mutation;
 mod query;
+pub mod transport;
 mod types;
 
 use std::sync::Arc;
 
-use async_graphql::extensions::{Extension, ExtensionContext, ExtensionFactory, NextExecute};
+use async_graphql::extensions::{Extension, ExtensionContext, ExtensionFactory, NextExecute, NextRequest};
 use async_graphql::{Context, EmptySubscription, ErrorExtensions, Response, Schema, ServerError};
 
 use crate::auth::{Actor, ClientAddress};
@@ -16,7 +17,7 @@ use crate::config::ServeConfig;
 use crate::error::{AppError, LogDisplay};
 use crate::state::AppState;
 
-pub use mutation::{Mutation, SESSION_COOKIE};
+pub use mutation::Mutation;
 pub use query::Query;
 
 pub type AttestSchema = Schema<Query, Mutation, EmptySubscription>;
@@ -95,6 +96,15 @@ impl ExtensionFactory for ErrorCodes {
 
 #[async_trait::async_trait]
 impl Extension for ErrorCodes {
+    /// Wraps the whole request, parsing and validation included.
+    async fn request(&self, ctx: &ExtensionContext<'_>, next: NextRequest<'_>) -> Response {
+        let mut response = next.run(ctx).await;
+        for err in &mut response.errors {
+            ensure_code(err);
+        }
+        response
+    }
+
     async fn execute(
         &self,
         ctx: &ExtensionContext<'_>,
@@ -109,7 +119,7 @@ impl Extension for ErrorCodes {
     }
 }
 
-pub fn ensure_code(err: &mut ServerError) {
+fn ensure_code(err: &mut ServerError) {
     let has_code = err.extensions.as_ref().is_some_and(|e| e.get("code").is_some());
     if has_code {
         return;

@@ -7,11 +7,9 @@ use super::{actor, caller, state};
 use crate::agencies::{self, NewUser, UserChange};
 use crate::auth::{self, ClientAddress};
 use crate::clock::from_micros;
+use crate::http::SESSION_COOKIE;
 use crate::ids::{UnitId, UserId};
 use crate::policy::{self, Action, Resource};
-
-/// Name of the cookie that carries the session token for the web application.
-pub const SESSION_COOKIE: &str = "attest_session";
 
 pub struct Mutation;
 

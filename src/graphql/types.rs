@@ -50,7 +50,7 @@ pub fn paginate<T: OutputType>(
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Enum)]
 #[graphql(name = "UnitRole")]
 pub enum GqlUnitRole {
-    /// Everything in the unit's subtree: create assessments, assign people, follow progress.
+    /// Oversees the unit's whole subtree and sees its people.
     Manager,
     /// Takes part in the unit's work.
     Member,
@@ -131,7 +131,7 @@ impl GqlUser {
     async fn display_name(&self) -> &str {
         &self.0.display_name
     }
-    /// Agency administrator: manages users, units, roles and templates.
+    /// Agency administrator: manages users, units and roles.
     async fn is_admin(&self) -> bool {
         self.0.is_admin
     }

@@ -77,9 +77,16 @@ async fn health_and_readiness_answer_and_requests_get_an_id() {
 
 #[test]
 fn a_database_url_never_shows_its_password() {
-    let url = attest::config::DatabaseUrl::new("postgres://attest:s3cret-pw@db.internal:5432/attest");
-    assert!(!format!("{url:?}").contains("s3cret-pw"));
-    assert!(!url.to_string().contains("s3cret-pw"));
+    for raw in [
+        "postgres://attest:s3cret-pw@db.internal:5432/attest",
+        "postgres://attest:s3cret@pw@db.internal/attest",
+        "postgres://db.internal/attest?user=attest&password=s3cret-pw",
+    ] {
+        let url = attest::config::DatabaseUrl::new(raw);
+        assert!(!format!("{url:?}").contains("s3cret"), "{url:?}");
+        assert!(!url.to_string().contains("s3cret"), "{url}");
+        assert!(url.to_string().contains("db.internal"), "{url}");
+    }
     let secret = attest::config::Secret::new("hunter2hunter2");
     assert!(!format!("{secret:?}").contains("hunter2"));
 }

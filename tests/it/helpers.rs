@@ -28,8 +28,12 @@ impl TestDb {
                 let admin = Database::connect(&base).await.expect("ATTEST_TEST_DATABASE_URL must reach PostgreSQL");
                 admin.execute_unprepared(&format!("CREATE DATABASE {name}")).await.expect("create test database");
                 admin.close().await.ok();
-                let (prefix, _) = base.rsplit_once('/').expect("a PostgreSQL URL ends with /database");
-                let url = format!("{prefix}/{name}");
+                let (without_query, query) = match base.split_once('?') {
+                    Some((b, q)) => (b, format!("?{q}")),
+                    None => (base.as_str(), String::new()),
+                };
+                let (prefix, _) = without_query.rsplit_once('/').expect("a PostgreSQL URL ends with /database");
+                let url = format!("{prefix}/{name}{query}");
                 TestDb { url: DatabaseUrl::new(url), pg_drop: Some((base, name)), _dir: None }
             }
             _ => {
