@@ -11,7 +11,8 @@ use crate::db::Db;
 use crate::error::{AppError, LogDisplay};
 use crate::state::AppState;
 
-/// Connects, runs pending migrations and prepares the state a server shares.
+/// Connects, runs pending migrations, installs new built-in templates and prepares the state a
+/// server shares.
 pub async fn start(url: &DatabaseUrl, config: ServeConfig, clock: Clock) -> anyhow::Result<AppState> {
     let db = Db::connect(url).await?;
     // Several servers may start at once on one PostgreSQL database; one of them applies the
@@ -26,7 +27,14 @@ pub async fn start(url: &DatabaseUrl, config: ServeConfig, clock: Clock) -> anyh
         tokio::time::sleep(std::time::Duration::from_millis(500 * attempt)).await;
     }
     let dummy_hash = password::dummy_hash().await.map_err(|e| anyhow::anyhow!("{}", LogDisplay(&e)))?;
-    Ok(AppState { db, clock, config: Arc::new(config), dummy_hash: Arc::new(dummy_hash) })
+    let state = AppState { db, clock, config: Arc::new(config), dummy_hash: Arc::new(dummy_hash) };
+    let installed = crate::assessments::install_builtin_templates(&state)
+        .await
+        .map_err(|e| anyhow::anyhow!("{}", LogDisplay(&e)))?;
+    if installed > 0 {
+        tracing::info!(installed, "built-in templates installed");
+    }
+    Ok(state)
 }
 
 /// The administrator created on first start, with the password when it was generated.

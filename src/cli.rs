@@ -43,6 +43,24 @@ pub enum Command {
     /// Manage user accounts.
     #[command(subcommand)]
     User(UserCommand),
+    /// Manage assessment templates.
+    #[command(subcommand)]
+    Template(TemplateCommand),
+}
+
+#[derive(Subcommand, Debug)]
+pub enum TemplateCommand {
+    /// Check a template file (YAML or JSON) and publish it for an agency. Every problem is
+    /// printed with its path; any problem rejects the whole file.
+    Import {
+        file: std::path::PathBuf,
+        /// Only check the file; publish nothing.
+        #[arg(long)]
+        check: bool,
+        /// The agency's name; may be left out when the deployment has only one agency.
+        #[arg(long)]
+        agency: Option<String>,
+    },
 }
 
 #[derive(Subcommand, Debug)]
@@ -128,7 +146,43 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Some(Command::User(cmd)) => user_command(&url, cmd).await,
+        Some(Command::Template(TemplateCommand::Import { file, check, agency })) => {
+            let source = std::fs::read_to_string(&file).with_context(|| format!("reading {}", file.display()))?;
+            let template = match crate::templates::parse(&source) {
+                Ok(t) => t,
+                Err(errors) => {
+                    for e in &errors.0 {
+                        eprintln!("{}: {e}", file.display());
+                    }
+                    bail!("{} problem(s) found; nothing was imported", errors.0.len());
+                }
+            };
+            if check {
+                println!("{}: template {} version {} is valid", file.display(), template.key, template.version);
+                return Ok(());
+            }
+            let state = operator_state(&url).await?;
+            let agency = pick_agency(&state, agency).await?;
+            let stored = crate::assessments::publish_template(&state, agency.id, EventActor::System, template)
+                .await
+                .map_err(domain)?;
+            println!(
+                "published template {} version {} ({}) for {}",
+                stored.template.key, stored.template.version, stored.id, agency.name
+            );
+            Ok(())
+        }
     }
+}
+
+async fn pick_agency(state: &AppState, name: Option<String>) -> anyhow::Result<crate::agencies::Agency> {
+    let all = db::org::list_agencies(&state.db.conn).await.map_err(domain)?;
+    match name {
+        Some(name) => all.into_iter().find(|a| a.name == name || a.id.to_string() == name),
+        None if all.len() == 1 => all.into_iter().next(),
+        None => bail!("this deployment has several agencies: name one with --agency"),
+    }
+    .context("no such agency")
 }
 
 async fn operator_state(url: &crate::config::DatabaseUrl) -> anyhow::Result<AppState> {
@@ -149,13 +203,7 @@ async fn user_command(url: &crate::config::DatabaseUrl, cmd: UserCommand) -> any
     let state = operator_state(url).await?;
     match cmd {
         UserCommand::Create { email, display_name, agency, admin, password_stdin } => {
-            let all = db::org::list_agencies(&state.db.conn).await.map_err(domain)?;
-            let agency = match agency {
-                Some(name) => all.into_iter().find(|a| a.name == name || a.id.to_string() == name),
-                None if all.len() == 1 => all.into_iter().next(),
-                None => bail!("this deployment has several agencies: name one with --agency"),
-            }
-            .context("no such agency")?;
+            let agency = pick_agency(&state, agency).await?;
             let (password, generated) = read_password(password_stdin)?;
             let new =
                 NewUser { email: &email, display_name: &display_name, password: password.expose(), is_admin: admin };

@@ -19,6 +19,16 @@ pub enum AppError {
         reason: String,
     },
     Conflict(String),
+    /// A write named a revision that is no longer current; carries the current answer so that the
+    /// client can show both values.
+    StaleRevision {
+        current: serde_json::Value,
+    },
+    /// A document (such as a template) with every problem found, each with its path.
+    InvalidDocument {
+        field: String,
+        problems: Vec<String>,
+    },
     RateLimited {
         retry_after_secs: u64,
     },
@@ -45,7 +55,8 @@ impl AppError {
             AppError::Forbidden(_) => "FORBIDDEN",
             AppError::NotFound(_) => "NOT_FOUND",
             AppError::InvalidInput { .. } => "INVALID_INPUT",
-            AppError::Conflict(_) => "CONFLICT",
+            AppError::Conflict(_) | AppError::StaleRevision { .. } => "CONFLICT",
+            AppError::InvalidDocument { .. } => "INVALID_INPUT",
             AppError::RateLimited { .. } => "RATE_LIMITED",
             AppError::Internal(_) => "INTERNAL",
         }
@@ -59,6 +70,12 @@ impl AppError {
             AppError::NotFound(what) => format!("{what} not found"),
             AppError::InvalidInput { field, reason } => format!("invalid {field}: {reason}"),
             AppError::Conflict(reason) => format!("conflict: {reason}"),
+            AppError::StaleRevision { .. } => {
+                "conflict: the answer was changed by someone else; compare and choose".into()
+            }
+            AppError::InvalidDocument { field, problems } => {
+                format!("invalid {field}: {} problem(s): {}", problems.len(), problems.join("; "))
+            }
             AppError::RateLimited { retry_after_secs } => {
                 format!("too many attempts; try again in {retry_after_secs} seconds")
             }

@@ -40,3 +40,6 @@ macro_rules! typed_id {
 typed_id!(AgencyId, "agency");
 typed_id!(UnitId, "unit");
 typed_id!(UserId, "user");
+typed_id!(TemplateId, "template");
+typed_id!(AssessmentId, "assessment");
+typed_id!(CommentId, "comment");

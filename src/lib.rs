@@ -19,6 +19,7 @@
 #![forbid(unsafe_code)]
 
 pub mod agencies;
+pub mod assessments;
 pub mod auth;
 pub mod bootstrap;
 pub mod cli;
@@ -32,5 +33,6 @@ pub mod http;
 pub mod ids;
 pub mod policy;
 pub mod state;
+pub mod templates;
 
 pub use error::AppError;

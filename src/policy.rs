@@ -5,6 +5,7 @@
 //! forbidden, so that its existence is not revealed.
 
 use crate::agencies::UnitRole;
+use crate::assessments::AssessmentRole;
 use crate::auth::Actor;
 use crate::error::AppError;
 use crate::ids::{AgencyId, UnitId, UserId};
@@ -28,6 +29,23 @@ pub enum Action {
     ManageRoles,
     /// Read the agency's event stream.
     ReadAgencyLog,
+    /// Import templates.
+    ManageTemplates,
+    /// See an assessment, its answers, comments, history and exports.
+    ViewAssessment,
+    /// Create assessments in a unit; change an assessment's details, people and assignments;
+    /// reopen and archive it.
+    ManageAssessment,
+    /// Answer questions.
+    Answer,
+    /// Comment on questions.
+    Comment,
+    /// Submit for review.
+    Submit,
+    /// Approve, or return with a reason.
+    Review,
+    /// Read an assessment's event stream.
+    ReadAssessmentLog,
 }
 
 /// What an action is about.
@@ -39,15 +57,23 @@ pub struct Resource<'a> {
     pub units: &'a [UnitId],
     /// For a user's own account.
     pub owner: Option<UserId>,
+    /// For an assessment: the actor's role on it, if any.
+    pub assessment_role: Option<AssessmentRole>,
 }
 
 impl<'a> Resource<'a> {
     pub fn agency(agency: AgencyId) -> Resource<'static> {
-        Resource { agency, units: &[], owner: None }
+        Resource { agency, units: &[], owner: None, assessment_role: None }
+    }
+
+    /// Something inside a unit, such as an assessment, with the unit's ancestry and the actor's
+    /// role on it.
+    pub fn in_unit(agency: AgencyId, units: &'a [UnitId], assessment_role: Option<AssessmentRole>) -> Resource<'a> {
+        Resource { agency, units, owner: None, assessment_role }
     }
 
     pub fn user(agency: AgencyId, user: UserId, units: &'a [UnitId]) -> Resource<'a> {
-        Resource { agency, units, owner: Some(user) }
+        Resource { agency, units, owner: Some(user), assessment_role: None }
     }
 }
 
@@ -72,7 +98,24 @@ pub fn authorize(actor: &Actor, action: Action, resource: Resource<'_>) -> Resul
         Action::ManageOwnAccount | Action::ViewAgency => true,
         Action::ViewUser => actor.is_admin || resource.owner == Some(actor.user_id) || manages(resource.units),
         Action::ListUsers => actor.is_admin || actor.unit_roles.iter().any(|(_, r)| *r == UnitRole::Manager),
-        Action::ManageUsers | Action::ManageUnits | Action::ManageRoles | Action::ReadAgencyLog => actor.is_admin,
+        Action::ManageUsers
+        | Action::ManageUnits
+        | Action::ManageRoles
+        | Action::ReadAgencyLog
+        | Action::ManageTemplates => actor.is_admin,
+        Action::ViewAssessment => actor.is_admin || manages(resource.units) || resource.assessment_role.is_some(),
+        Action::ManageAssessment => actor.is_admin || manages(resource.units),
+        Action::Answer | Action::Submit => {
+            actor.is_admin || manages(resource.units) || resource.assessment_role == Some(AssessmentRole::Editor)
+        }
+        Action::Comment => {
+            actor.is_admin
+                || manages(resource.units)
+                || matches!(resource.assessment_role, Some(AssessmentRole::Editor | AssessmentRole::Reviewer))
+        }
+        Action::Review | Action::ReadAssessmentLog => {
+            actor.is_admin || manages(resource.units) || resource.assessment_role == Some(AssessmentRole::Reviewer)
+        }
     };
     if allowed {
         Ok(())

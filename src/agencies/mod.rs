@@ -277,7 +277,7 @@ pub async fn roles_on_unit(state: &AppState, actor: &Actor, id: UnitId) -> Resul
     let unit = load_unit(&state.db.conn, actor.agency_id, id).await?;
     let all = db::org::list_units(&state.db.conn, actor.agency_id).await?;
     let chain = ancestry(&all, unit.id);
-    policy::authorize(actor, Action::ViewUser, Resource { agency: unit.agency_id, units: &chain, owner: None })?;
+    policy::authorize(actor, Action::ViewUser, Resource::in_unit(unit.agency_id, &chain, None))?;
     db::org::roles_on_units(&state.db.conn, &[unit.id]).await
 }
 
@@ -523,6 +523,7 @@ pub async fn agency_events(
 ) -> Result<Vec<events::Event>, AppError> {
     let agency = match stream {
         Stream::Agency(id) => *id,
+        Stream::Assessment(id) => return crate::assessments::stream_events(state, actor, *id, after, first).await,
         Stream::System => return Err(AppError::NotFound("stream")),
     };
     policy::authorize(actor, Action::ReadAgencyLog, Resource::agency(agency))?;

@@ -2,6 +2,7 @@
 //! and every query. Only this module (and the migrations crate) knows sea-orm entities.
 
 pub mod accounts;
+pub mod assessments;
 pub mod entities;
 pub mod events;
 pub mod org;

@@ -9,7 +9,7 @@ use sha2::{Digest, Sha256};
 use crate::clock::Clock;
 use crate::db;
 use crate::error::AppError;
-use crate::ids::{AgencyId, UserId};
+use crate::ids::{AgencyId, AssessmentId, UserId};
 
 /// The `prev_hash` of a stream's first event: 32 zero bytes, hex-encoded.
 pub const GENESIS_HASH: &str = "0000000000000000000000000000000000000000000000000000000000000000";
@@ -19,6 +19,8 @@ pub const GENESIS_HASH: &str = "000000000000000000000000000000000000000000000000
 pub enum Stream {
     /// Everything about one agency: its users, units, roles and sign-in events.
     Agency(AgencyId),
+    /// Everything about one assessment: answers, comments, people, workflow.
+    Assessment(AssessmentId),
     /// Deployment-wide events that belong to no agency, such as a failed login for an email
     /// that matches no account.
     System,
@@ -28,6 +30,7 @@ impl Stream {
     pub fn key(&self) -> String {
         match self {
             Stream::Agency(id) => format!("agency:{id}"),
+            Stream::Assessment(id) => format!("assessment:{id}"),
             Stream::System => "system".to_owned(),
         }
     }
@@ -35,8 +38,9 @@ impl Stream {
     pub fn parse(s: &str) -> Result<Stream, AppError> {
         match s.split_once(':') {
             Some(("agency", id)) => Ok(Stream::Agency(AgencyId::parse(id)?)),
+            Some(("assessment", id)) => Ok(Stream::Assessment(AssessmentId::parse(id)?)),
             None if s == "system" => Ok(Stream::System),
-            _ => Err(AppError::invalid("stream", "expected agency:<id> or system")),
+            _ => Err(AppError::invalid("stream", "expected agency:<id>, assessment:<id> or system")),
         }
     }
 }

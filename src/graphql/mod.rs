@@ -2,6 +2,8 @@
 //! values, call the domain modules (which ask the policy), and map `AppError` to
 //! `extensions.code` here, in one place.
 
+mod assessment_api;
+mod assessment_types;
 mod mutation;
 mod query;
 pub mod transport;
@@ -17,8 +19,15 @@ use crate::config::ServeConfig;
 use crate::error::{AppError, LogDisplay};
 use crate::state::AppState;
 
-pub use mutation::Mutation;
-pub use query::Query;
+use assessment_api::{AssessmentMutation, AssessmentQuery};
+use mutation::CoreMutation;
+use query::CoreQuery;
+
+#[derive(async_graphql::MergedObject, Default)]
+pub struct Query(CoreQuery, AssessmentQuery);
+
+#[derive(async_graphql::MergedObject, Default)]
+pub struct Mutation(CoreMutation, AssessmentMutation);
 
 pub type AttestSchema = Schema<Query, Mutation, EmptySubscription>;
 
@@ -33,8 +42,11 @@ pub struct Caller {
 
 pub fn build_schema(state: AppState) -> AttestSchema {
     let config: Arc<ServeConfig> = state.config.clone();
-    Schema::build(Query, Mutation, EmptySubscription)
+    let (answers, templates) = assessment_types::loaders(&state);
+    Schema::build(Query::default(), Mutation::default(), EmptySubscription)
         .data(state)
+        .data(answers)
+        .data(templates)
         .limit_depth(config.max_query_depth)
         .limit_complexity(config.max_query_complexity)
         .extension(ErrorCodes)
@@ -43,7 +55,7 @@ pub fn build_schema(state: AppState) -> AttestSchema {
 
 /// The SDL of the schema, as committed in `schema.graphql`.
 pub fn sdl() -> String {
-    Schema::build(Query, Mutation, EmptySubscription).finish().sdl()
+    Schema::build(Query::default(), Mutation::default(), EmptySubscription).finish().sdl()
 }
 
 impl From<AppError> for async_graphql::Error {
@@ -59,6 +71,15 @@ impl From<AppError> for async_graphql::Error {
                     ext.set("reason", reason.as_str());
                 }
                 AppError::RateLimited { retry_after_secs } => ext.set("retryAfterSeconds", *retry_after_secs),
+                AppError::StaleRevision { current } => {
+                    if let Ok(v) = async_graphql::Value::from_json(current.clone()) {
+                        ext.set("current", v);
+                    }
+                }
+                AppError::InvalidDocument { field, problems } => {
+                    ext.set("field", field.as_str());
+                    ext.set("problems", problems.clone());
+                }
                 _ => {}
             }
         })

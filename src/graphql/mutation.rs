@@ -11,7 +11,8 @@ use crate::http::SESSION_COOKIE;
 use crate::ids::{UnitId, UserId};
 use crate::policy::{self, Action, Resource};
 
-pub struct Mutation;
+#[derive(Default)]
+pub struct CoreMutation;
 
 #[derive(InputObject)]
 pub struct CreateUserInput {
@@ -29,7 +30,7 @@ fn cookie(ctx: &Context<'_>, value: &str, max_age_secs: u64) -> String {
 }
 
 #[Object]
-impl Mutation {
+impl CoreMutation {
     /// Signs in; returns a session token, also set as an HttpOnly cookie.
     async fn login(&self, ctx: &Context<'_>, email: String, password: String) -> async_graphql::Result<LoginPayload> {
         let state = state(ctx);

@@ -11,10 +11,11 @@ use crate::events::{self, Stream};
 use crate::ids::{UnitId, UserId};
 use crate::policy::{self, Action, Resource};
 
-pub struct Query;
+#[derive(Default)]
+pub struct CoreQuery;
 
 #[Object]
-impl Query {
+impl CoreQuery {
     /// The signed-in user.
     async fn me(&self, ctx: &Context<'_>) -> async_graphql::Result<GqlUser> {
         let actor = actor(ctx)?;
@@ -92,12 +93,14 @@ impl Query {
     async fn verify_stream(&self, ctx: &Context<'_>, stream: String) -> async_graphql::Result<StreamVerification> {
         let actor = actor(ctx)?;
         let parsed = Stream::parse(&stream)?;
-        let agency = match parsed {
-            Stream::Agency(id) => id,
+        let v = match parsed {
+            Stream::Agency(agency) => {
+                policy::authorize(actor, Action::ReadAgencyLog, Resource::agency(agency))?;
+                events::verify_stream(&state(ctx).db.conn, &parsed.key()).await?
+            }
+            Stream::Assessment(id) => crate::assessments::verify_log(state(ctx), actor, id).await?,
             Stream::System => return Err(AppError::NotFound("stream").into()),
         };
-        policy::authorize(actor, Action::ReadAgencyLog, Resource::agency(agency))?;
-        let v = events::verify_stream(&state(ctx).db.conn, &parsed.key()).await?;
         Ok(StreamVerification {
             ok: v.problem.is_none(),
             events_checked: v.events_checked,

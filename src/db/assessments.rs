@@ -1,0 +1,461 @@
+//! Queries of templates, assessments, members, section assignments, answers and comments.
+
+use sea_orm::sea_query::OnConflict;
+use sea_orm::{ActiveModelTrait, ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder, Set};
+
+use super::entities::{answer, assessment, assessment_member, comment, comment_version, section_assignment, template};
+use crate::assessments::{
+    Answer, Approval, Assessment, AssessmentRole, Comment, CommentVersion, Member, SectionAssignment, Status,
+    StoredTemplate,
+};
+use crate::error::AppError;
+use crate::ids::{AgencyId, AssessmentId, CommentId, TemplateId, UnitId, UserId};
+
+/// The scope of built-in templates, which every agency may use.
+const BUILTIN: &str = "builtin";
+
+fn corrupt(what: &str) -> AppError {
+    AppError::internal(anyhow::anyhow!("a stored {what} row is not valid"))
+}
+
+fn template_from(m: template::Model) -> Result<StoredTemplate, AppError> {
+    Ok(StoredTemplate {
+        id: TemplateId::parse(&m.id).map_err(|_| corrupt("template"))?,
+        agency_id: if m.scope == BUILTIN {
+            None
+        } else {
+            Some(AgencyId::parse(&m.scope).map_err(|_| corrupt("template"))?)
+        },
+        template: serde_json::from_str(&m.document).map_err(|_| corrupt("template"))?,
+        created_at: m.created_at,
+    })
+}
+
+pub async fn insert_template(conn: &impl ConnectionTrait, t: &StoredTemplate) -> Result<(), AppError> {
+    template::ActiveModel {
+        id: Set(t.id.to_string()),
+        scope: Set(t.agency_id.map_or_else(|| BUILTIN.to_owned(), |a| a.to_string())),
+        key: Set(t.template.key.clone()),
+        version: Set(t.template.version),
+        title: Set(t.template.title.clone()),
+        kind: Set(t.template.kind.as_str().to_owned()),
+        document: Set(serde_json::to_string(&t.template).map_err(AppError::internal)?),
+        created_at: Set(t.created_at),
+    }
+    .insert(conn)
+    .await?;
+    Ok(())
+}
+
+pub async fn get_template(conn: &impl ConnectionTrait, id: TemplateId) -> Result<Option<StoredTemplate>, AppError> {
+    template::Entity::find_by_id(id.to_string()).one(conn).await?.map(template_from).transpose()
+}
+
+/// A template with this key and version, built in or of the agency.
+pub async fn find_template(
+    conn: &impl ConnectionTrait,
+    agency: Option<AgencyId>,
+    key: &str,
+    version: i32,
+) -> Result<Option<StoredTemplate>, AppError> {
+    let mut scopes = vec![BUILTIN.to_owned()];
+    scopes.extend(agency.map(|a| a.to_string()));
+    template::Entity::find()
+        .filter(template::Column::Scope.is_in(scopes))
+        .filter(template::Column::Key.eq(key))
+        .filter(template::Column::Version.eq(version))
+        .one(conn)
+        .await?
+        .map(template_from)
+        .transpose()
+}
+
+/// Built-in templates and the agency's own, by key then version.
+pub async fn list_templates(conn: &impl ConnectionTrait, agency: AgencyId) -> Result<Vec<StoredTemplate>, AppError> {
+    let rows = template::Entity::find()
+        .filter(template::Column::Scope.is_in([BUILTIN.to_owned(), agency.to_string()]))
+        .order_by_asc(template::Column::Key)
+        .order_by_asc(template::Column::Version)
+        .all(conn)
+        .await?;
+    rows.into_iter().map(template_from).collect()
+}
+
+fn assessment_from(m: assessment::Model) -> Result<Assessment, AppError> {
+    let bad = |_| corrupt("assessment");
+    let approval = match (m.approved_by, m.approved_at, m.approved_seq, m.approved_hash) {
+        (Some(by), Some(at), Some(seq), Some(hash)) => {
+            Some(Approval { by: UserId::parse(&by).map_err(bad)?, at, seq, hash })
+        }
+        _ => None,
+    };
+    Ok(Assessment {
+        id: AssessmentId::parse(&m.id).map_err(bad)?,
+        agency_id: AgencyId::parse(&m.agency_id).map_err(bad)?,
+        unit_id: UnitId::parse(&m.unit_id).map_err(bad)?,
+        template_id: TemplateId::parse(&m.template_id).map_err(bad)?,
+        title: m.title,
+        subject: m.subject,
+        due_date: m
+            .due_date
+            .as_deref()
+            .map(|d| chrono::NaiveDate::parse_from_str(d, "%Y-%m-%d"))
+            .transpose()
+            .map_err(|_| corrupt("assessment"))?,
+        status: Status::parse(&m.status).map_err(bad)?,
+        previous_id: m.previous_id.as_deref().map(AssessmentId::parse).transpose().map_err(bad)?,
+        created_by: UserId::parse(&m.created_by).map_err(bad)?,
+        created_at: m.created_at,
+        updated_at: m.updated_at,
+        approval,
+        return_reason: m.return_reason,
+        required_total: m.required_total,
+        required_answered: m.required_answered,
+        highest_residual: m.highest_residual,
+        highest_residual_rank: m.highest_residual_rank,
+    })
+}
+
+fn assessment_model(a: &Assessment) -> assessment::ActiveModel {
+    assessment::ActiveModel {
+        id: Set(a.id.to_string()),
+        agency_id: Set(a.agency_id.to_string()),
+        unit_id: Set(a.unit_id.to_string()),
+        template_id: Set(a.template_id.to_string()),
+        title: Set(a.title.clone()),
+        subject: Set(a.subject.clone()),
+        due_date: Set(a.due_date.map(|d| d.format("%Y-%m-%d").to_string())),
+        status: Set(a.status.as_str().to_owned()),
+        previous_id: Set(a.previous_id.map(|p| p.to_string())),
+        created_by: Set(a.created_by.to_string()),
+        created_at: Set(a.created_at),
+        updated_at: Set(a.updated_at),
+        approved_by: Set(a.approval.as_ref().map(|x| x.by.to_string())),
+        approved_at: Set(a.approval.as_ref().map(|x| x.at)),
+        approved_seq: Set(a.approval.as_ref().map(|x| x.seq)),
+        approved_hash: Set(a.approval.as_ref().map(|x| x.hash.clone())),
+        return_reason: Set(a.return_reason.clone()),
+        required_total: Set(a.required_total),
+        required_answered: Set(a.required_answered),
+        highest_residual: Set(a.highest_residual.clone()),
+        highest_residual_rank: Set(a.highest_residual_rank),
+    }
+}
+
+pub async fn insert_assessment(conn: &impl ConnectionTrait, a: &Assessment) -> Result<(), AppError> {
+    assessment_model(a).insert(conn).await?;
+    Ok(())
+}
+
+/// Writes every column of the assessment.
+pub async fn update_assessment(conn: &impl ConnectionTrait, a: &Assessment) -> Result<(), AppError> {
+    assessment_model(a).update(conn).await?;
+    Ok(())
+}
+
+pub async fn get_assessment(conn: &impl ConnectionTrait, id: AssessmentId) -> Result<Option<Assessment>, AppError> {
+    assessment::Entity::find_by_id(id.to_string()).one(conn).await?.map(assessment_from).transpose()
+}
+
+pub async fn get_assessments(conn: &impl ConnectionTrait, ids: &[AssessmentId]) -> Result<Vec<Assessment>, AppError> {
+    if ids.is_empty() {
+        return Ok(Vec::new());
+    }
+    let ids: Vec<String> = ids.iter().map(|i| i.to_string()).collect();
+    let rows = assessment::Entity::find().filter(assessment::Column::Id.is_in(ids)).all(conn).await?;
+    rows.into_iter().map(assessment_from).collect()
+}
+
+/// The assessments of the given units, newest first. One query, however many units.
+pub async fn assessments_in_units(conn: &impl ConnectionTrait, units: &[UnitId]) -> Result<Vec<Assessment>, AppError> {
+    if units.is_empty() {
+        return Ok(Vec::new());
+    }
+    let ids: Vec<String> = units.iter().map(|u| u.to_string()).collect();
+    let rows = assessment::Entity::find()
+        .filter(assessment::Column::UnitId.is_in(ids))
+        .order_by_desc(assessment::Column::CreatedAt)
+        .order_by_asc(assessment::Column::Id)
+        .all(conn)
+        .await?;
+    rows.into_iter().map(assessment_from).collect()
+}
+
+pub async fn members(conn: &impl ConnectionTrait, id: AssessmentId) -> Result<Vec<Member>, AppError> {
+    let rows = assessment_member::Entity::find()
+        .filter(assessment_member::Column::AssessmentId.eq(id.to_string()))
+        .order_by_asc(assessment_member::Column::UserId)
+        .all(conn)
+        .await?;
+    rows.into_iter()
+        .map(|m| {
+            Ok(Member {
+                user_id: UserId::parse(&m.user_id).map_err(|_| corrupt("member"))?,
+                role: AssessmentRole::parse(&m.role).map_err(|_| corrupt("member"))?,
+            })
+        })
+        .collect()
+}
+
+/// The assessments a user holds a role on, with that role.
+pub async fn memberships(
+    conn: &impl ConnectionTrait,
+    user: UserId,
+) -> Result<Vec<(AssessmentId, AssessmentRole)>, AppError> {
+    let rows = assessment_member::Entity::find()
+        .filter(assessment_member::Column::UserId.eq(user.to_string()))
+        .all(conn)
+        .await?;
+    rows.into_iter()
+        .map(|m| {
+            Ok((
+                AssessmentId::parse(&m.assessment_id).map_err(|_| corrupt("member"))?,
+                AssessmentRole::parse(&m.role).map_err(|_| corrupt("member"))?,
+            ))
+        })
+        .collect()
+}
+
+pub async fn member_role(
+    conn: &impl ConnectionTrait,
+    id: AssessmentId,
+    user: UserId,
+) -> Result<Option<AssessmentRole>, AppError> {
+    let row = assessment_member::Entity::find_by_id((id.to_string(), user.to_string())).one(conn).await?;
+    row.map(|m| AssessmentRole::parse(&m.role).map_err(|_| corrupt("member"))).transpose()
+}
+
+pub async fn upsert_member(conn: &impl ConnectionTrait, id: AssessmentId, m: &Member) -> Result<(), AppError> {
+    assessment_member::Entity::insert(assessment_member::ActiveModel {
+        assessment_id: Set(id.to_string()),
+        user_id: Set(m.user_id.to_string()),
+        role: Set(m.role.as_str().to_owned()),
+    })
+    .on_conflict(
+        OnConflict::columns([assessment_member::Column::AssessmentId, assessment_member::Column::UserId])
+            .update_column(assessment_member::Column::Role)
+            .to_owned(),
+    )
+    .exec(conn)
+    .await?;
+    Ok(())
+}
+
+pub async fn delete_member(conn: &impl ConnectionTrait, id: AssessmentId, user: UserId) -> Result<(), AppError> {
+    assessment_member::Entity::delete_by_id((id.to_string(), user.to_string())).exec(conn).await?;
+    Ok(())
+}
+
+fn assignment_from(m: section_assignment::Model) -> Result<SectionAssignment, AppError> {
+    Ok(SectionAssignment {
+        assessment_id: AssessmentId::parse(&m.assessment_id).map_err(|_| corrupt("assignment"))?,
+        section_id: m.section_id,
+        user_id: UserId::parse(&m.user_id).map_err(|_| corrupt("assignment"))?,
+    })
+}
+
+pub async fn assignments(conn: &impl ConnectionTrait, id: AssessmentId) -> Result<Vec<SectionAssignment>, AppError> {
+    let rows = section_assignment::Entity::find()
+        .filter(section_assignment::Column::AssessmentId.eq(id.to_string()))
+        .all(conn)
+        .await?;
+    rows.into_iter().map(assignment_from).collect()
+}
+
+pub async fn assignments_of_user(
+    conn: &impl ConnectionTrait,
+    user: UserId,
+) -> Result<Vec<SectionAssignment>, AppError> {
+    let rows = section_assignment::Entity::find()
+        .filter(section_assignment::Column::UserId.eq(user.to_string()))
+        .all(conn)
+        .await?;
+    rows.into_iter().map(assignment_from).collect()
+}
+
+pub async fn set_assignment(
+    conn: &impl ConnectionTrait,
+    a: &SectionAssignment,
+    assigned: bool,
+) -> Result<bool, AppError> {
+    let key = (a.assessment_id.to_string(), a.section_id.clone(), a.user_id.to_string());
+    let exists = section_assignment::Entity::find_by_id(key.clone()).one(conn).await?.is_some();
+    match (exists, assigned) {
+        (false, true) => {
+            section_assignment::ActiveModel { assessment_id: Set(key.0), section_id: Set(key.1), user_id: Set(key.2) }
+                .insert(conn)
+                .await?;
+            Ok(true)
+        }
+        (true, false) => {
+            section_assignment::Entity::delete_by_id(key).exec(conn).await?;
+            Ok(true)
+        }
+        _ => Ok(false),
+    }
+}
+
+fn answer_from(m: answer::Model) -> Result<(AssessmentId, Answer), AppError> {
+    let value = m.value.as_deref().map(serde_json::from_str).transpose().map_err(|_| corrupt("answer"))?;
+    Ok((
+        AssessmentId::parse(&m.assessment_id).map_err(|_| corrupt("answer"))?,
+        Answer {
+            question_id: m.question_id,
+            value,
+            note: m.note,
+            revision: m.revision,
+            carried_over: m.carried_over,
+            updated_by: m.updated_by,
+            updated_at: m.updated_at,
+        },
+    ))
+}
+
+pub async fn answers(conn: &impl ConnectionTrait, id: AssessmentId) -> Result<Vec<Answer>, AppError> {
+    Ok(answers_of(conn, &[id]).await?.into_iter().map(|(_, a)| a).collect())
+}
+
+/// The answers of several assessments in one query.
+pub async fn answers_of(
+    conn: &impl ConnectionTrait,
+    ids: &[AssessmentId],
+) -> Result<Vec<(AssessmentId, Answer)>, AppError> {
+    if ids.is_empty() {
+        return Ok(Vec::new());
+    }
+    let ids: Vec<String> = ids.iter().map(|i| i.to_string()).collect();
+    let rows = answer::Entity::find()
+        .filter(answer::Column::AssessmentId.is_in(ids))
+        .order_by_asc(answer::Column::AssessmentId)
+        .order_by_asc(answer::Column::QuestionId)
+        .all(conn)
+        .await?;
+    rows.into_iter().map(answer_from).collect()
+}
+
+pub async fn get_answer(
+    conn: &impl ConnectionTrait,
+    id: AssessmentId,
+    question: &str,
+) -> Result<Option<Answer>, AppError> {
+    let row = answer::Entity::find_by_id((id.to_string(), question.to_owned())).one(conn).await?;
+    Ok(row.map(answer_from).transpose()?.map(|(_, a)| a))
+}
+
+pub async fn upsert_answer(conn: &impl ConnectionTrait, id: AssessmentId, a: &Answer) -> Result<(), AppError> {
+    let value = a.value.as_ref().map(serde_jcs::to_string).transpose().map_err(AppError::internal)?;
+    answer::Entity::insert(answer::ActiveModel {
+        assessment_id: Set(id.to_string()),
+        question_id: Set(a.question_id.clone()),
+        value: Set(value),
+        note: Set(a.note.clone()),
+        revision: Set(a.revision),
+        carried_over: Set(a.carried_over),
+        updated_by: Set(a.updated_by.clone()),
+        updated_at: Set(a.updated_at),
+    })
+    .on_conflict(
+        OnConflict::columns([answer::Column::AssessmentId, answer::Column::QuestionId])
+            .update_columns([
+                answer::Column::Value,
+                answer::Column::Note,
+                answer::Column::Revision,
+                answer::Column::CarriedOver,
+                answer::Column::UpdatedBy,
+                answer::Column::UpdatedAt,
+            ])
+            .to_owned(),
+    )
+    .exec(conn)
+    .await?;
+    Ok(())
+}
+
+fn comment_from(m: comment::Model) -> Result<Comment, AppError> {
+    let bad = |_| corrupt("comment");
+    Ok(Comment {
+        id: CommentId::parse(&m.id).map_err(bad)?,
+        assessment_id: AssessmentId::parse(&m.assessment_id).map_err(bad)?,
+        question_id: m.question_id,
+        parent_id: m.parent_id.as_deref().map(CommentId::parse).transpose().map_err(bad)?,
+        author_id: m.author_id,
+        author_name: m.author_name,
+        body: m.body,
+        version: m.version,
+        created_at: m.created_at,
+        edited_at: m.edited_at,
+        resolved: m.resolved,
+        resolved_by: m.resolved_by,
+        resolved_at: m.resolved_at,
+    })
+}
+
+fn comment_model(c: &Comment) -> comment::ActiveModel {
+    comment::ActiveModel {
+        id: Set(c.id.to_string()),
+        assessment_id: Set(c.assessment_id.to_string()),
+        question_id: Set(c.question_id.clone()),
+        parent_id: Set(c.parent_id.map(|p| p.to_string())),
+        author_id: Set(c.author_id.clone()),
+        author_name: Set(c.author_name.clone()),
+        body: Set(c.body.clone()),
+        version: Set(c.version),
+        created_at: Set(c.created_at),
+        edited_at: Set(c.edited_at),
+        resolved: Set(c.resolved),
+        resolved_by: Set(c.resolved_by.clone()),
+        resolved_at: Set(c.resolved_at),
+    }
+}
+
+pub async fn insert_comment(conn: &impl ConnectionTrait, c: &Comment) -> Result<(), AppError> {
+    comment_model(c).insert(conn).await?;
+    add_comment_version(conn, c).await
+}
+
+/// Writes a changed comment; when its body changed, the new version is kept beside the earlier.
+pub async fn update_comment(conn: &impl ConnectionTrait, c: &Comment, body_changed: bool) -> Result<(), AppError> {
+    comment_model(c).update(conn).await?;
+    if body_changed {
+        add_comment_version(conn, c).await?;
+    }
+    Ok(())
+}
+
+async fn add_comment_version(conn: &impl ConnectionTrait, c: &Comment) -> Result<(), AppError> {
+    comment_version::ActiveModel {
+        comment_id: Set(c.id.to_string()),
+        version: Set(c.version),
+        body: Set(c.body.clone()),
+        written_at: Set(c.edited_at.unwrap_or(c.created_at)),
+    }
+    .insert(conn)
+    .await?;
+    Ok(())
+}
+
+pub async fn get_comment(conn: &impl ConnectionTrait, id: CommentId) -> Result<Option<Comment>, AppError> {
+    comment::Entity::find_by_id(id.to_string()).one(conn).await?.map(comment_from).transpose()
+}
+
+pub async fn comments(conn: &impl ConnectionTrait, id: AssessmentId) -> Result<Vec<Comment>, AppError> {
+    let rows = comment::Entity::find()
+        .filter(comment::Column::AssessmentId.eq(id.to_string()))
+        .order_by_asc(comment::Column::CreatedAt)
+        .order_by_asc(comment::Column::Id)
+        .all(conn)
+        .await?;
+    rows.into_iter().map(comment_from).collect()
+}
+
+pub async fn comment_versions(conn: &impl ConnectionTrait, id: CommentId) -> Result<Vec<CommentVersion>, AppError> {
+    let rows = comment_version::Entity::find()
+        .filter(comment_version::Column::CommentId.eq(id.to_string()))
+        .order_by_asc(comment_version::Column::Version)
+        .all(conn)
+        .await?;
+    Ok(rows
+        .into_iter()
+        .map(|m| CommentVersion { comment_id: id, version: m.version, body: m.body, written_at: m.written_at })
+        .collect())
+}
