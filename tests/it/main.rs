@@ -10,3 +10,5 @@ mod cli;
 mod errors;
 mod event_log;
 mod schema;
+mod templates;
+mod assessments;

@@ -1,0 +1,1 @@
+//! Template and answer-value validation, scoring.
