@@ -22,6 +22,7 @@ pub mod agencies;
 pub mod assessments;
 pub mod auth;
 pub mod bootstrap;
+pub mod checkpoints;
 pub mod cli;
 pub mod clock;
 pub mod config;

@@ -81,8 +81,10 @@ pub fn check(question: &Question, risk: Option<&RiskModel>, value: &Value) -> Re
         }
         QuestionKind::Date => {
             let s = value.as_str().ok_or("expected a date as YYYY-MM-DD")?;
-            chrono::NaiveDate::parse_from_str(s, "%Y-%m-%d")
-                .map_err(|_| format!("\"{s}\" is not a date as YYYY-MM-DD"))?;
+            let date = chrono::NaiveDate::parse_from_str(s, "%Y-%m-%d").ok();
+            if date.is_none_or(|d| d.format("%Y-%m-%d").to_string() != s) {
+                return Err(format!("\"{s}\" is not a date as YYYY-MM-DD"));
+            }
             Ok(json!(s))
         }
         QuestionKind::Risk => check_risk(risk.ok_or("the template has no risk scales")?, value),

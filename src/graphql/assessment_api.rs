@@ -175,8 +175,9 @@ impl AssessmentMutation {
         &self,
         ctx: &Context<'_>,
         source: String,
-        #[graphql(default)] check_only: bool,
+        check_only: Option<bool>,
     ) -> async_graphql::Result<Option<GqlTemplate>> {
+        let check_only = check_only.unwrap_or(false);
         let t = assessments::import_template(state(ctx), actor(ctx)?, &source, check_only).await?;
         Ok(t.map(|t| GqlTemplate(std::sync::Arc::new(t))))
     }

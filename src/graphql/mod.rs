@@ -145,7 +145,10 @@ fn ensure_code(err: &mut ServerError) {
     if has_code {
         return;
     }
-    if err.path.is_empty() {
+    // async-graphql's own complaints about argument values describe the request, not the server.
+    let about_input =
+        err.message.starts_with("Invalid value for argument") || err.message.starts_with("Failed to parse");
+    if err.path.is_empty() || about_input {
         let message = err.message.clone();
         *err = ServerError { extensions: None, ..err.clone() };
         let mut ext = async_graphql::ErrorExtensionValues::default();

@@ -9,6 +9,27 @@ pub const PRINCIPLES: [&str; 5] =
 pub const LIFECYCLE_STAGES: [&str; 5] =
     ["decision_to_use", "design_and_development", "procurement", "deployment", "monitoring_and_evaluation"];
 
+/// The instrumental principles a question may be tagged with.
+pub const INSTRUMENTAL: [&str; 17] = [
+    "legitimacy",
+    "necessity",
+    "proportionality",
+    "human_and_environmental_wellbeing",
+    "robustness_and_safety",
+    "accuracy",
+    "efficiency",
+    "human_agency",
+    "human_control_and_oversight",
+    "privacy",
+    "transparency_and_explainability",
+    "equality_and_non_discrimination",
+    "diversity_and_accessibility",
+    "protection_of_vulnerable_groups",
+    "contestability_and_redress",
+    "accountability",
+    "traceability_and_auditability",
+];
+
 /// The values a yes / no question takes.
 pub const YES_NO_VALUES: [&str; 4] = ["yes", "no", "unknown", "not_applicable"];
 

@@ -18,7 +18,14 @@ pub fn parse(source: &str) -> Result<Template, TemplateErrors> {
         serde_yaml_ng::from_str(source).map_err(|e| TemplateErrors(vec![format!("not valid YAML: {e}")]))?;
     let mut c = Checker::default();
     let template = c.template(&value);
-    if c.errors.is_empty() { Ok(template) } else { Err(TemplateErrors(c.errors)) }
+    if c.errors.is_empty() {
+        return Ok(template);
+    }
+    // Whole-document checks run last; a stable sort on the section and question indices of each
+    // path puts every problem back in document order.
+    let mut errors = c.errors;
+    errors.sort_by_key(|e| document_position(e));
+    Err(TemplateErrors(errors))
 }
 
 #[derive(Default)]
@@ -205,6 +212,9 @@ impl Checker {
         for (i, s) in section_values.iter().enumerate() {
             sections.push(self.section(s, &format!("sections[{i}]")));
         }
+        if kind != TemplateKind::Risk && risk.is_some() {
+            self.err("risk", "only a template of kind risk may have a risk block");
+        }
         if kind == TemplateKind::Risk && risk.is_none() {
             self.err("", "a risk template needs a \"risk\" block with its scales and matrix");
         }
@@ -299,6 +309,21 @@ impl Checker {
                 }
             }
             matrix.push(out);
+        }
+        // The matrix must be monotone: a level never falls as likelihood or impact rises.
+        let rank = |id: &String| levels.iter().position(|l| &l.id == id);
+        for (r, row) in matrix.iter().enumerate() {
+            for (c, cell) in row.iter().enumerate() {
+                let here = rank(cell);
+                let left = c.checked_sub(1).and_then(|p| row.get(p)).and_then(rank);
+                let above = r.checked_sub(1).and_then(|p| matrix.get(p)).and_then(|prev| prev.get(c)).and_then(rank);
+                if here < left || here < above {
+                    self.err(
+                        &format!("risk.matrix[{r}][{c}]"),
+                        format!("\"{cell}\" is lower than a cell with smaller likelihood or impact"),
+                    );
+                }
+            }
         }
         RiskModel { likelihood, impact, levels, matrix }
     }
@@ -447,7 +472,7 @@ impl Checker {
                     Some(o) => Tags {
                         principles: self.names(o, &tpath, "principles", &PRINCIPLES),
                         lifecycle: self.names(o, &tpath, "lifecycle", &LIFECYCLE_STAGES),
-                        instrumental: self.names(o, &tpath, "instrumental", &[]),
+                        instrumental: self.names(o, &tpath, "instrumental", &INSTRUMENTAL),
                     },
                     None => Tags::default(),
                 }
@@ -520,7 +545,9 @@ impl Checker {
                         }
                     }
                 }
-                if matches!(question.kind, QuestionKind::Risk) && t.risk.is_none() {
+                if matches!(question.kind, QuestionKind::Risk) && t.kind != TemplateKind::Risk {
+                    self.err(&join(&path, "type"), "risk questions belong only in templates of kind risk");
+                } else if matches!(question.kind, QuestionKind::Risk) && t.risk.is_none() {
                     self.err(&join(&path, "type"), "a risk question needs a \"risk\" block in the template");
                 }
                 if !question.id.is_empty() {
@@ -536,6 +563,18 @@ impl Checker {
             }
         }
     }
+}
+
+/// `(section, question)` indices of a problem's path; problems outside the sections come first.
+fn document_position(problem: &str) -> (i64, i64) {
+    let path = problem.split(": ").next().unwrap_or("");
+    let index = |prefix: &str| {
+        path.find(prefix)
+            .and_then(|at| path[at + prefix.len()..].split(']').next())
+            .and_then(|n| n.parse::<i64>().ok())
+            .unwrap_or(-1)
+    };
+    (index("sections["), index("questions["))
 }
 
 fn join(path: &str, key: &str) -> String {

@@ -54,7 +54,9 @@ async fn user_id(app: &TestApp, token: &str) -> String {
 async fn create(app: &TestApp, w: &World, key: &str) -> String {
     let template = template_id(app, &w.manager, key).await;
     let mut members = Vec::new();
-    for (token, role) in [(&w.editor, "EDITOR"), (&w.editor2, "EDITOR"), (&w.reviewer, "REVIEWER"), (&w.viewer, "VIEWER")] {
+    for (token, role) in
+        [(&w.editor, "EDITOR"), (&w.editor2, "EDITOR"), (&w.reviewer, "REVIEWER"), (&w.viewer, "VIEWER")]
+    {
         members.push(json!({ "userId": user_id(app, token).await, "role": role }));
     }
     let data = app
@@ -217,7 +219,11 @@ async fn the_workflow_moves_only_as_each_role_allows_and_approval_locks_the_stat
     assert_eq!(code(&set(&app, &w.editor, &id, "intake-purpose", json!("x"), None).await), "CONFLICT");
     assert_eq!(code(&act(&w.editor, "approveAssessment(id: $id)").await), "FORBIDDEN");
     let no_reason = app
-        .graphql(Some(&w.reviewer), "mutation($id: ID!) { returnAssessment(id: $id, reason: \"  \") { status } }", json!({ "id": id }))
+        .graphql(
+            Some(&w.reviewer),
+            "mutation($id: ID!) { returnAssessment(id: $id, reason: \"  \") { status } }",
+            json!({ "id": id }),
+        )
         .await;
     assert_eq!(code(&no_reason), "INVALID_INPUT");
     let returned = app
@@ -288,7 +294,11 @@ async fn the_risk_register_rates_each_item_on_the_templates_matrix() {
     let w = world(&app).await;
     let id = create(&app, &w, RISK).await;
     let matrix = app
-        .ok(Some(&w.editor), "query($id: ID!) { assessment(id: $id) { template { riskModel { matrix } } } }", json!({ "id": id }))
+        .ok(
+            Some(&w.editor),
+            "query($id: ID!) { assessment(id: $id) { template { riskModel { matrix } } } }",
+            json!({ "id": id }),
+        )
         .await["assessment"]["template"]["riskModel"]["matrix"]
         .clone();
     let level = |l: usize, i: usize| matrix[l - 1][i - 1].as_str().unwrap().to_owned();
@@ -311,9 +321,11 @@ async fn the_risk_register_rates_each_item_on_the_templates_matrix() {
     assert_eq!(item("rk-privacy")["residual"]["level"], json!(level(3, 4)));
     assert!(item("rk-accuracy")["residual"].is_null());
     assert_eq!(reg["items"].as_array().unwrap().len(), 17, "one item per instrumental principle");
-    let residual_total: i64 = reg["residualCounts"].as_array().unwrap().iter().map(|c| c["count"].as_i64().unwrap()).sum();
+    let residual_total: i64 =
+        reg["residualCounts"].as_array().unwrap().iter().map(|c| c["count"].as_i64().unwrap()).sum();
     assert_eq!(residual_total, 2);
-    let inherent_total: i64 = reg["inherentCounts"].as_array().unwrap().iter().map(|c| c["count"].as_i64().unwrap()).sum();
+    let inherent_total: i64 =
+        reg["inherentCounts"].as_array().unwrap().iter().map(|c| c["count"].as_i64().unwrap()).sum();
     assert_eq!(inherent_total, 3);
     let levels = ["low", "medium", "high", "very_high"];
     let rank = |l: &str| levels.iter().position(|x| *x == l).unwrap();
@@ -336,21 +348,18 @@ async fn readiness_levels_follow_the_scale_answers() {
         .await;
     let template = &data["assessment"]["template"];
     let section = &template["sections"][0];
-    let scales: Vec<&Value> = section["questions"].as_array().unwrap().iter().filter(|q| q["type"] == "scale").collect();
+    let scales: Vec<&Value> =
+        section["questions"].as_array().unwrap().iter().filter(|q| q["type"] == "scale").collect();
     // Answer every scale question of the first section with its highest level.
     for q in &scales {
         let top = q["choices"].as_array().unwrap().last().unwrap();
         set(&app, &w.editor, &id, q["id"].as_str().unwrap(), top["id"].clone(), None).await;
     }
     let top_score = scales[0]["choices"].as_array().unwrap().last().unwrap()["score"].as_f64().unwrap();
-    let expected_level = template["scoreLevels"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|l| l["min"].as_f64().unwrap() <= top_score)
-        .next_back()
-        .unwrap()["id"]
-        .clone();
+    let expected_level =
+        template["scoreLevels"].as_array().unwrap().iter().rfind(|l| l["min"].as_f64().unwrap() <= top_score).unwrap()
+            ["id"]
+            .clone();
     let progress = app
         .ok(
             Some(&w.editor),
@@ -372,7 +381,9 @@ async fn a_conditional_question_counts_only_while_it_is_shown() {
     let w = world(&app).await;
     let id = create(&app, &w, RISK).await;
     let shown = || async {
-        let d = app.ok(Some(&w.editor), "query($id: ID!) { assessment(id: $id) { progress { shown } } }", json!({ "id": id })).await;
+        let d = app
+            .ok(Some(&w.editor), "query($id: ID!) { assessment(id: $id) { progress { shown } } }", json!({ "id": id }))
+            .await;
         d["assessment"]["progress"]["shown"].as_i64().unwrap()
     };
     let hidden = shown().await;
@@ -392,7 +403,8 @@ async fn people_see_and_do_only_what_their_role_and_agency_allow() {
     let foreign = app.token("chief@south.test", "other agency password").await;
     let read = "query($id: ID!) { assessment(id: $id) { title } }";
     let comment = "mutation($i: AddCommentInput!) { addComment(input: $i) { id } }";
-    let comment_vars = json!({ "i": { "assessmentId": id, "questionId": "rk-privacy", "body": "Is consent relevant here?" } });
+    let comment_vars =
+        json!({ "i": { "assessmentId": id, "questionId": "rk-privacy", "body": "Is consent relevant here?" } });
     let cases: [(&str, &String, &str, &str, &str); 5] = [
         ("other agency", &foreign, "NOT_FOUND", "NOT_FOUND", "NOT_FOUND"),
         ("manager of another unit", &w.other_manager, "FORBIDDEN", "FORBIDDEN", "FORBIDDEN"),
@@ -403,8 +415,16 @@ async fn people_see_and_do_only_what_their_role_and_agency_allow() {
     let outcome = |b: &Value| if b.get("errors").is_none() { "ok".to_owned() } else { code(b).to_owned() };
     for (who, token, can_read, can_answer, can_comment) in cases {
         assert_eq!(outcome(&app.graphql(Some(token), read, json!({ "id": id })).await), can_read, "{who} reads");
-        assert_eq!(outcome(&set(&app, token, &id, "intake-purpose", json!("x"), None).await), can_answer, "{who} answers");
-        assert_eq!(outcome(&app.graphql(Some(token), comment, comment_vars.clone()).await), can_comment, "{who} comments");
+        assert_eq!(
+            outcome(&set(&app, token, &id, "intake-purpose", json!("x"), None).await),
+            can_answer,
+            "{who} answers"
+        );
+        assert_eq!(
+            outcome(&app.graphql(Some(token), comment, comment_vars.clone()).await),
+            can_comment,
+            "{who} comments"
+        );
     }
     for token in [&foreign, &w.other_manager, &w.outsider] {
         let list = app.ok(Some(token), "{ assessments { nodes { id } } }", json!({})).await;
@@ -420,7 +440,13 @@ async fn people_see_and_do_only_what_their_role_and_agency_allow() {
         )
         .await;
     assert_eq!(code(&create_elsewhere), "FORBIDDEN");
-    let history = app.graphql(Some(&w.editor), "query($s: String!) { events(stream: $s) { nodes { seq } } }", json!({ "s": format!("assessment:{id}") })).await;
+    let history = app
+        .graphql(
+            Some(&w.editor),
+            "query($s: String!) { events(stream: $s) { nodes { seq } } }",
+            json!({ "s": format!("assessment:{id}") }),
+        )
+        .await;
     assert_eq!(code(&history), "FORBIDDEN", "editors do not read the raw log");
 }
 
@@ -442,14 +468,22 @@ async fn comments_thread_keep_their_earlier_versions_and_resolve() {
     )
     .await;
     let wrong_parent = app
-        .graphql(Some(&w.editor), add, json!({ "i": { "assessmentId": id, "questionId": "rk-accuracy", "body": "x", "parentId": root } }))
+        .graphql(
+            Some(&w.editor),
+            add,
+            json!({ "i": { "assessmentId": id, "questionId": "rk-accuracy", "body": "x", "parentId": root } }),
+        )
         .await;
     assert_eq!(code(&wrong_parent), "INVALID_INPUT");
     let edit = "mutation($id: ID!, $b: String!) { editComment(id: $id, body: $b) { version body } }";
     assert_eq!(code(&app.graphql(Some(&w.editor), edit, json!({ "id": root, "b": "hijacked" })).await), "FORBIDDEN");
     app.ok(Some(&w.reviewer), edit, json!({ "id": root, "b": "Which retention period applies to non-matches?" })).await;
-    app.ok(Some(&w.editor), "mutation($id: ID!) { setCommentResolved(id: $id, resolved: true) { resolved } }", json!({ "id": root }))
-        .await;
+    app.ok(
+        Some(&w.editor),
+        "mutation($id: ID!) { setCommentResolved(id: $id, resolved: true) { resolved } }",
+        json!({ "id": root }),
+    )
+    .await;
     let data = app
         .ok(
             Some(&w.viewer),
@@ -462,10 +496,15 @@ async fn comments_thread_keep_their_earlier_versions_and_resolve() {
     assert_eq!(comments[1]["parentId"], root);
     assert_eq!(comments[0]["version"], 2);
     assert_eq!(comments[0]["resolved"], true);
-    let versions: Vec<&str> = comments[0]["versions"].as_array().unwrap().iter().map(|v| v["body"].as_str().unwrap()).collect();
+    let versions: Vec<&str> =
+        comments[0]["versions"].as_array().unwrap().iter().map(|v| v["body"].as_str().unwrap()).collect();
     assert_eq!(versions, ["Which retention period applies?", "Which retention period applies to non-matches?"]);
     let reopened = app
-        .ok(Some(&w.reviewer), "mutation($id: ID!) { setCommentResolved(id: $id, resolved: false) { resolved } }", json!({ "id": root }))
+        .ok(
+            Some(&w.reviewer),
+            "mutation($id: ID!) { setCommentResolved(id: $id, resolved: false) { resolved } }",
+            json!({ "id": root }),
+        )
         .await;
     assert_eq!(reopened["setCommentResolved"]["resolved"], false);
 }
@@ -502,12 +541,18 @@ async fn the_next_cycle_carries_answers_over_until_someone_confirms_or_changes_t
     assert_eq!(confirmed["confirmAnswer"], json!({ "carriedOver": false, "revision": 2, "value": "Find suspects" }));
     let changed = set(&app, &w.editor, &next_id, "rk-privacy", risk((4, 4), Some((1, 2))), Some(1)).await;
     assert_eq!(changed["data"]["setAnswer"]["carriedOver"], false);
-    let old = app.ok(Some(&w.editor), "query($id: ID!) { assessment(id: $id) { answers { revision } } }", json!({ "id": id })).await;
-    assert!(old["assessment"]["answers"].as_array().unwrap().iter().all(|a| a["revision"] == 1), "the earlier cycle is untouched");
+    let old = app
+        .ok(Some(&w.editor), "query($id: ID!) { assessment(id: $id) { answers { revision } } }", json!({ "id": id }))
+        .await;
+    assert!(
+        old["assessment"]["answers"].as_array().unwrap().iter().all(|a| a["revision"] == 1),
+        "the earlier cycle is untouched"
+    );
 }
 
 async fn export(app: &TestApp, token: &str, id: &str) -> Value {
-    let d = app.ok(Some(token), "query($id: ID!) { exportAssessment(id: $id, format: JSON) }", json!({ "id": id })).await;
+    let d =
+        app.ok(Some(token), "query($id: ID!) { exportAssessment(id: $id, format: JSON) }", json!({ "id": id })).await;
     serde_json::from_str::<Value>(d["exportAssessment"].as_str().unwrap()).unwrap()
 }
 
@@ -526,7 +571,12 @@ async fn a_json_export_imports_back_into_an_archived_copy_with_the_same_content(
         )
         .await["addComment"]["id"]
         .clone();
-    app.ok(Some(&w.reviewer), "mutation($id: ID!) { editComment(id: $id, body: \"second\") { id } }", json!({ "id": root })).await;
+    app.ok(
+        Some(&w.reviewer),
+        "mutation($id: ID!) { editComment(id: $id, body: \"second\") { id } }",
+        json!({ "id": root }),
+    )
+    .await;
     let original = export(&app, &w.manager, &id).await;
     assert_eq!(original["events"].as_array().unwrap().len(), events(&app, &w.manager, &id).await.len());
     let imported = app
@@ -546,7 +596,9 @@ async fn a_json_export_imports_back_into_an_archived_copy_with_the_same_content(
     let strip = |c: &Value| json!({ "body": c["body"], "version": c["version"], "versions": c["versions"], "author_id": c["author_id"] });
     let comments = |doc: &Value| doc["comments"].as_array().unwrap().iter().map(strip).collect::<Vec<_>>();
     assert_eq!(comments(&copy), comments(&original));
-    let emails = |doc: &Value| doc["members"].as_array().unwrap().iter().map(|m| (m["email"].clone(), m["role"].clone())).collect::<Vec<_>>();
+    let emails = |doc: &Value| {
+        doc["members"].as_array().unwrap().iter().map(|m| (m["email"].clone(), m["role"].clone())).collect::<Vec<_>>()
+    };
     assert_eq!(emails(&copy), emails(&original));
     let broken = app
         .graphql(
@@ -564,16 +616,25 @@ async fn the_csv_export_has_one_row_per_question_and_defuses_formulas() {
     let w = world(&app).await;
     let id = create(&app, &w, RISK).await;
     set(&app, &w.editor, &id, "intake-purpose", json!("=HYPERLINK(\"http://evil\")"), None).await;
-    let csv = app.ok(Some(&w.viewer), "query($id: ID!) { exportAssessment(id: $id, format: CSV) }", json!({ "id": id })).await
-        ["exportAssessment"]
+    let csv = app
+        .ok(Some(&w.viewer), "query($id: ID!) { exportAssessment(id: $id, format: CSV) }", json!({ "id": id }))
+        .await["exportAssessment"]
         .as_str()
         .unwrap()
         .to_owned();
     let questions = app
-        .ok(Some(&w.viewer), "query($id: ID!) { assessment(id: $id) { template { sections { questions { id } } } } }", json!({ "id": id }))
+        .ok(
+            Some(&w.viewer),
+            "query($id: ID!) { assessment(id: $id) { template { sections { questions { id } } } } }",
+            json!({ "id": id }),
+        )
         .await;
-    let total: usize =
-        questions["assessment"]["template"]["sections"].as_array().unwrap().iter().map(|s| s["questions"].as_array().unwrap().len()).sum();
+    let total: usize = questions["assessment"]["template"]["sections"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["questions"].as_array().unwrap().len())
+        .sum();
     let lines: Vec<&str> = csv.split("\r\n").filter(|l| !l.is_empty()).collect();
     assert_eq!(lines.len(), total + 1, "a header and one row per question");
     assert!(lines[0].starts_with("section_id,section,question_id,prompt"));
@@ -588,10 +649,16 @@ async fn the_unit_dashboard_summarizes_each_subtree() {
     answer_required(&app, &w.editor, &done).await;
     set(&app, &w.editor, &done, "rk-privacy", risk((5, 5), Some((5, 5))), None).await;
     let late = create(&app, &w, RISK).await;
-    app.ok(Some(&w.manager), "mutation($id: ID!) { updateAssessment(id: $id, dueDate: \"2001-01-01\") { id } }", json!({ "id": late }))
-        .await;
-    let dir = app.ok(Some(&w.manager), "query($u: ID!) { unit(id: $u) { parentId } }", json!({ "u": w.unit })).await["unit"]["parentId"]
-        .clone();
+    app.ok(
+        Some(&w.manager),
+        "mutation($id: ID!) { updateAssessment(id: $id, dueDate: \"2001-01-01\") { id } }",
+        json!({ "id": late }),
+    )
+    .await;
+    let dir =
+        app.ok(Some(&w.manager), "query($u: ID!) { unit(id: $u) { parentId } }", json!({ "u": w.unit })).await["unit"]
+            ["parentId"]
+            .clone();
     let data = app
         .ok(
             Some(&w.manager),
@@ -607,7 +674,8 @@ async fn the_unit_dashboard_summarizes_each_subtree() {
     for row in rows {
         assert_eq!(row["overdue"], json!([late]));
         assert_eq!(row["highestResidual"], "very_high");
-        let count = |s: &str| row["byStatus"].as_array().unwrap().iter().find(|c| c["status"] == s).unwrap()["count"].clone();
+        let count =
+            |s: &str| row["byStatus"].as_array().unwrap().iter().find(|c| c["status"] == s).unwrap()["count"].clone();
         assert_eq!(count("IN_PROGRESS"), 1);
         assert_eq!(count("DRAFT"), 1);
         let total = row["requiredTotal"].as_i64().unwrap();
@@ -615,7 +683,9 @@ async fn the_unit_dashboard_summarizes_each_subtree() {
         assert_eq!(answered * 2, total, "one of two identical assessments is complete");
         assert!((row["completion"].as_f64().unwrap() - 0.5).abs() < 1e-9);
     }
-    let refused = app.graphql(Some(&w.editor), "query($u: ID!) { unitDashboard(unitId: $u) { depth } }", json!({ "u": dir })).await;
+    let refused = app
+        .graphql(Some(&w.editor), "query($u: ID!) { unitDashboard(unitId: $u) { depth } }", json!({ "u": dir }))
+        .await;
     assert_eq!(code(&refused), "FORBIDDEN");
 }
 
@@ -627,12 +697,16 @@ async fn assigned_sections_are_listed_for_their_editor() {
     let assign = "mutation($id: ID!, $s: String!, $u: ID!) { assignSection(assessmentId: $id, sectionId: $s, userId: $u) { assignments { sectionId userId } } }";
     app.ok(Some(&w.manager), assign, json!({ "id": id, "s": "fairness", "u": w.editor_id })).await;
     let reviewer_id = user_id(&app, &w.reviewer).await;
-    let not_editor = app.graphql(Some(&w.manager), assign, json!({ "id": id, "s": "fairness", "u": reviewer_id })).await;
+    let not_editor =
+        app.graphql(Some(&w.manager), assign, json!({ "id": id, "s": "fairness", "u": reviewer_id })).await;
     assert_eq!(code(&not_editor), "INVALID_INPUT");
     let no_section = app.graphql(Some(&w.manager), assign, json!({ "id": id, "s": "nowhere", "u": w.editor_id })).await;
     assert_eq!(code(&no_section), "INVALID_INPUT");
     let mine = app.ok(Some(&w.editor), "{ myAssignments { sectionId assessment { id title } } }", json!({})).await;
-    assert_eq!(mine["myAssignments"], json!([{ "sectionId": "fairness", "assessment": { "id": id, "title": "Facial recognition pilot" } }]));
+    assert_eq!(
+        mine["myAssignments"],
+        json!([{ "sectionId": "fairness", "assessment": { "id": id, "title": "Facial recognition pilot" } }])
+    );
     let theirs = app.ok(Some(&w.editor2), "{ myAssignments { sectionId } }", json!({})).await;
     assert_eq!(theirs["myAssignments"], json!([]));
 }
@@ -643,21 +717,43 @@ async fn every_change_to_an_assessment_is_an_event_in_its_own_verified_stream() 
     let w = world(&app).await;
     let id = create(&app, &w, RISK).await;
     set(&app, &w.editor, &id, "intake-purpose", json!("a"), None).await;
-    app.ok(Some(&w.manager), "mutation($id: ID!) { updateAssessment(id: $id, title: \"Renamed\") { title } }", json!({ "id": id })).await;
+    app.ok(
+        Some(&w.manager),
+        "mutation($id: ID!) { updateAssessment(id: $id, title: \"Renamed\") { title } }",
+        json!({ "id": id }),
+    )
+    .await;
     app.ok(
         Some(&w.manager),
         "mutation($id: ID!, $u: ID!) { setAssessmentMember(assessmentId: $id, userId: $u, role: null) { members { role } } }",
         json!({ "id": id, "u": w.editor_id }),
     )
     .await;
-    assert_eq!(code(&set(&app, &w.editor, &id, "intake-purpose", json!("b"), None).await), "FORBIDDEN", "no longer an editor");
+    assert_eq!(
+        code(&set(&app, &w.editor, &id, "intake-purpose", json!("b"), None).await),
+        "FORBIDDEN",
+        "no longer an editor"
+    );
     let log = events(&app, &w.reviewer, &id).await;
     let types: Vec<&str> = log.iter().map(|e| e["type"].as_str().unwrap()).collect();
-    assert_eq!(types, ["assessment.created", "assessment.status_changed", "answer.set", "assessment.details_changed", "member.changed"]);
+    assert_eq!(
+        types,
+        [
+            "assessment.created",
+            "assessment.status_changed",
+            "answer.set",
+            "assessment.details_changed",
+            "member.changed"
+        ]
+    );
     assert_eq!(log[3]["payload"]["before"]["title"], "Facial recognition pilot");
     assert_eq!(log[4]["payload"]["after"]["role"], Value::Null);
     let verified = app
-        .ok(Some(&w.reviewer), "query($s: String!) { verifyStream(stream: $s) { ok eventsChecked } }", json!({ "s": format!("assessment:{id}") }))
+        .ok(
+            Some(&w.reviewer),
+            "query($s: String!) { verifyStream(stream: $s) { ok eventsChecked } }",
+            json!({ "s": format!("assessment:{id}") }),
+        )
         .await;
     assert_eq!(verified["verifyStream"], json!({ "ok": true, "eventsChecked": 5 }));
 }

@@ -5,10 +5,10 @@
 mod helpers;
 
 mod accounts;
+mod assessments;
 mod authorization;
 mod cli;
 mod errors;
 mod event_log;
 mod schema;
 mod templates;
-mod assessments;
