@@ -7,8 +7,8 @@ use chrono::NaiveDate;
 use serde_json::{Value, json};
 
 use super::{
-    Access, Answer, Assessment, Comment, Member, Status, StoredTemplate, assessment, evaluation, insert_new,
-    load_template, publish_template, refresh_summary, rfc3339, scoring, values,
+    Access, Answer, Assessment, Comment, Fresh, Member, Status, StoredTemplate, assessment, evaluation, fresh,
+    insert_new, load_template, publish_template, rfc3339, scoring, values,
 };
 use crate::auth::Actor;
 use crate::db;
@@ -340,27 +340,18 @@ pub async fn import_assessment(
 
     let stored = publish_template(state, actor.agency_id, actor.event_actor(), template).await?;
     let now = state.clock.now_micros();
-    let mut a = Assessment {
+    let subject = source.get("subject").and_then(Value::as_str).unwrap_or_default().to_owned();
+    let fields = Fresh {
         id,
-        agency_id: actor.agency_id,
         unit_id: unit,
-        template_id: stored.id,
+        template: &stored,
         title,
-        subject: source.get("subject").and_then(Value::as_str).unwrap_or_default().to_owned(),
+        subject,
         due_date,
         status: Status::Archived,
         previous_id: None,
-        created_by: actor.user_id,
-        created_at: now,
-        updated_at: now,
-        approval: None,
-        return_reason: None,
-        required_total: 0,
-        required_answered: 0,
-        highest_residual: None,
-        highest_residual_rank: None,
     };
-    refresh_summary(&mut a, &stored.template, &answers);
+    let a = fresh(actor, now, fields, &answers);
     let events_in_doc = field(&doc, "events").ok().and_then(Value::as_array);
     let import = json!({
         "source_assessment_id": source.get("id"),

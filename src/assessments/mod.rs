@@ -7,8 +7,6 @@ pub mod scoring;
 mod types;
 pub mod values;
 
-use std::collections::HashMap;
-
 use chrono::NaiveDate;
 use sea_orm::ConnectionTrait;
 use serde_json::{Value, json};
@@ -237,27 +235,21 @@ pub async fn create_assessment(state: &AppState, actor: &Actor, new: NewAssessme
         .map_err(|_| AppError::invalid("templateId", "no such template"))?;
     let id = AssessmentId::new();
     let now = state.clock.now_micros();
-    let progress = scoring::progress(&template.template, &HashMap::new());
-    let assessment = Assessment {
-        id,
-        agency_id: actor.agency_id,
-        unit_id: new.unit_id,
-        template_id: template.id,
-        title,
-        subject,
-        due_date: new.due_date,
-        status: Status::Draft,
-        previous_id: None,
-        created_by: actor.user_id,
-        created_at: now,
-        updated_at: now,
-        approval: None,
-        return_reason: None,
-        required_total: progress.required,
-        required_answered: 0,
-        highest_residual: None,
-        highest_residual_rank: None,
-    };
+    let assessment = fresh(
+        actor,
+        now,
+        Fresh {
+            id,
+            unit_id: new.unit_id,
+            template: &template,
+            title,
+            subject,
+            due_date: new.due_date,
+            status: Status::Draft,
+            previous_id: None,
+        },
+        &[],
+    );
     let tx = events::begin(&state.db, &Stream::Assessment(id)).await?;
     insert_new(state, &tx, actor.event_actor(), &assessment, &template, &new.members, None).await?;
     tx.commit().await?;
@@ -453,6 +445,44 @@ fn refresh_summary(a: &mut Assessment, template: &Template, answers: &[Answer]) 
     let register = scoring::risk_register(template, &values);
     a.highest_residual = register.as_ref().and_then(|r| r.highest_residual.clone());
     a.highest_residual_rank = register.and_then(|r| r.highest_residual_rank);
+}
+
+/// The details a new assessment starts with.
+struct Fresh<'a> {
+    id: AssessmentId,
+    unit_id: UnitId,
+    template: &'a StoredTemplate,
+    title: String,
+    subject: String,
+    due_date: Option<NaiveDate>,
+    status: Status,
+    previous_id: Option<AssessmentId>,
+}
+
+/// A new assessment created by `actor` now, its progress summary computed from `answers`.
+fn fresh(actor: &Actor, now: i64, f: Fresh<'_>, answers: &[Answer]) -> Assessment {
+    let mut a = Assessment {
+        id: f.id,
+        agency_id: actor.agency_id,
+        unit_id: f.unit_id,
+        template_id: f.template.id,
+        title: f.title,
+        subject: f.subject,
+        due_date: f.due_date,
+        status: f.status,
+        previous_id: f.previous_id,
+        created_by: actor.user_id,
+        created_at: now,
+        updated_at: now,
+        approval: None,
+        return_reason: None,
+        required_total: 0,
+        required_answered: 0,
+        highest_residual: None,
+        highest_residual_rank: None,
+    };
+    refresh_summary(&mut a, &f.template.template, answers);
+    a
 }
 
 /// Moves a draft or returned assessment to in progress when work starts on it again.
@@ -957,27 +987,21 @@ pub async fn start_next_cycle(
             });
         }
     }
-    let mut a = Assessment {
-        id,
-        agency_id: actor.agency_id,
-        unit_id: prev.assessment.unit_id,
-        template_id: latest.id,
-        title,
-        subject: prev.assessment.subject.clone(),
-        due_date,
-        status: Status::Draft,
-        previous_id: Some(previous),
-        created_by: actor.user_id,
-        created_at: now,
-        updated_at: now,
-        approval: None,
-        return_reason: None,
-        required_total: 0,
-        required_answered: 0,
-        highest_residual: None,
-        highest_residual_rank: None,
-    };
-    refresh_summary(&mut a, &latest.template, &carried);
+    let a = fresh(
+        actor,
+        now,
+        Fresh {
+            id,
+            unit_id: prev.assessment.unit_id,
+            template: &latest,
+            title,
+            subject: prev.assessment.subject.clone(),
+            due_date,
+            status: Status::Draft,
+            previous_id: Some(previous),
+        },
+        &carried,
+    );
     let tx = events::begin(&state.db, &Stream::Assessment(id)).await?;
     insert_new(state, &tx, actor.event_actor(), &a, &latest, &members, None).await?;
     for answer in &carried {
