@@ -154,7 +154,7 @@ pub async fn create_unit(
         agency_id: actor.agency_id,
         parent_id: parent,
         name,
-        created_at: state.clock.now_micros(),
+        created_at: tx.now(&state.clock),
     };
     db::org::insert_unit(&*tx, &unit).await?;
     events::append(
@@ -454,7 +454,7 @@ pub async fn grant_role(
     if let Some(before) = before.as_ref().filter(|b| b.role == role) {
         return Ok(before.clone());
     }
-    let grant = RoleGrant { user_id, unit_id, role, granted_at: state.clock.now_micros() };
+    let grant = RoleGrant { user_id, unit_id, role, granted_at: tx.now(&state.clock) };
     db::org::upsert_role(&*tx, &grant).await?;
     events::append(
         &tx,

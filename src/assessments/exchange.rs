@@ -339,7 +339,9 @@ pub async fn import_assessment(
         .map_err(|_| AppError::invalid("document", "assessment.due_date: not a date"))?;
 
     let stored = publish_template(state, actor.agency_id, actor.event_actor(), template).await?;
-    let now = state.clock.now_micros();
+    let stream = Stream::Assessment(id);
+    let tx = events::begin(&state.db, &stream).await?;
+    let now = tx.now(&state.clock);
     let subject = source.get("subject").and_then(Value::as_str).unwrap_or_default().to_owned();
     let fields = Fresh {
         id,
@@ -360,8 +362,6 @@ pub async fn import_assessment(
         "source_head": events_in_doc.and_then(|e| e.last()).map(|e| json!({ "seq": e.get("seq"), "hash": e.get("hash") })),
         "document_sha256": hex::encode(<sha2::Sha256 as sha2::Digest>::digest(document.as_bytes())),
     });
-    let stream = Stream::Assessment(id);
-    let tx = events::begin(&state.db, &stream).await?;
     insert_new(state, &tx, actor.event_actor(), &a, &stored, &members, Some(import)).await?;
     for answer in &answers {
         db::assessments::upsert_answer(&*tx, id, answer).await?;

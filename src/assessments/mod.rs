@@ -100,12 +100,8 @@ pub async fn publish_template(
             ),
         ));
     }
-    let stored = StoredTemplate {
-        id: TemplateId::new(),
-        agency_id: Some(agency),
-        template,
-        created_at: state.clock.now_micros(),
-    };
+    let stored =
+        StoredTemplate { id: TemplateId::new(), agency_id: Some(agency), template, created_at: tx.now(&state.clock) };
     db::assessments::insert_template(&*tx, &stored).await?;
     let document = serde_json::to_value(&stored.template).map_err(AppError::internal)?;
     let digest =
@@ -234,7 +230,8 @@ pub async fn create_assessment(state: &AppState, actor: &Actor, new: NewAssessme
         .await
         .map_err(|_| AppError::invalid("templateId", "no such template"))?;
     let id = AssessmentId::new();
-    let now = state.clock.now_micros();
+    let tx = events::begin(&state.db, &Stream::Assessment(id)).await?;
+    let now = tx.now(&state.clock);
     let assessment = fresh(
         actor,
         now,
@@ -250,7 +247,6 @@ pub async fn create_assessment(state: &AppState, actor: &Actor, new: NewAssessme
         },
         &[],
     );
-    let tx = events::begin(&state.db, &Stream::Assessment(id)).await?;
     insert_new(state, &tx, actor.event_actor(), &assessment, &template, &new.members, None).await?;
     tx.commit().await?;
     Ok(assessment)
@@ -327,7 +323,7 @@ pub async fn update_details(
     if after == before {
         return Ok(before);
     }
-    after.updated_at = state.clock.now_micros();
+    after.updated_at = tx.now(&state.clock);
     db::assessments::update_assessment(&*tx, &after).await?;
     let view = |a: &Assessment| json!({ "title": a.title, "subject": a.subject, "due_date": a.due_date.map(|d| d.to_string()) });
     events::append(
@@ -564,7 +560,7 @@ pub async fn set_answer(state: &AppState, actor: &Actor, input: SetAnswer) -> Re
     {
         return Ok(c.clone());
     }
-    let now = state.clock.now_micros();
+    let now = tx.now(&state.clock);
     let answer = Answer {
         question_id: question.id.clone(),
         value,
@@ -620,7 +616,7 @@ pub async fn confirm_answer(
     if !current.carried_over {
         return Ok(current);
     }
-    let now = state.clock.now_micros();
+    let now = tx.now(&state.clock);
     let answer = Answer {
         revision: current.revision + 1,
         carried_over: false,
@@ -685,7 +681,7 @@ pub async fn add_comment(
         author_name: author.display_name,
         body,
         version: 1,
-        created_at: state.clock.now_micros(),
+        created_at: tx.now(&state.clock),
         edited_at: None,
         resolved: false,
         resolved_by: None,
@@ -748,8 +744,7 @@ pub async fn edit_comment(state: &AppState, actor: &Actor, id: CommentId, body: 
     if before.body == body {
         return Ok(before);
     }
-    let after =
-        Comment { body, version: before.version + 1, edited_at: Some(state.clock.now_micros()), ..before.clone() };
+    let after = Comment { body, version: before.version + 1, edited_at: Some(tx.now(&state.clock)), ..before.clone() };
     db::assessments::update_comment(&*tx, &after, true).await?;
     events::append(
         &tx,
@@ -784,7 +779,7 @@ pub async fn set_comment_resolved(
     if before.resolved == resolved {
         return Ok(before);
     }
-    let now = state.clock.now_micros();
+    let now = tx.now(&state.clock);
     let after = Comment {
         resolved,
         resolved_by: resolved.then(|| actor.user_id.to_string()),
@@ -868,7 +863,7 @@ pub async fn transition(
     let tx = events::begin(&state.db, &stream).await?;
     let Access { assessment: before, .. } = access(&*tx, actor, id, transition.action()).await?;
     let mut after = before.clone();
-    let now = state.clock.now_micros();
+    let now = tx.now(&state.clock);
     let refuse = |what: &str| {
         Err(AppError::Conflict(format!(
             "an assessment that is {} cannot be {what}",
@@ -971,7 +966,8 @@ pub async fn start_next_cycle(
     let old_answers = db::assessments::answers(&state.db.conn, previous).await?;
     let members = db::assessments::members(&state.db.conn, previous).await?;
     let id = AssessmentId::new();
-    let now = state.clock.now_micros();
+    let tx = events::begin(&state.db, &Stream::Assessment(id)).await?;
+    let now = tx.now(&state.clock);
     let mut carried = Vec::new();
     for old in old_answers {
         let (Some(q), Some(v)) = (latest.template.question(&old.question_id), &old.value) else { continue };
@@ -1002,7 +998,6 @@ pub async fn start_next_cycle(
         },
         &carried,
     );
-    let tx = events::begin(&state.db, &Stream::Assessment(id)).await?;
     insert_new(state, &tx, actor.event_actor(), &a, &latest, &members, None).await?;
     for answer in &carried {
         db::assessments::upsert_answer(&*tx, id, answer).await?;

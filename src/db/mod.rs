@@ -17,8 +17,9 @@ use sea_orm::{
     ConnectOptions, ConnectionTrait, Database, DatabaseConnection, DatabaseTransaction, DbBackend, Statement,
     TransactionTrait,
 };
-use tokio::sync::{Mutex, OwnedMutexGuard};
+use tokio::sync::{Mutex, OwnedMutexGuard, broadcast};
 
+use crate::clock::{Clock, Micros};
 use crate::config::DatabaseUrl;
 use crate::error::AppError;
 
@@ -33,12 +34,28 @@ pub struct Db {
     /// transactions inside the process avoids that without costing throughput, since SQLite
     /// would serialize them anyway. PostgreSQL needs no such lock: stream heads are row-locked.
     write_lock: Option<Arc<Mutex<()>>>,
+    /// Told after each commit which streams it advanced. Live subscribers in this process wake
+    /// on it; other processes learn of commits through PostgreSQL's NOTIFY (see `events`).
+    appended: broadcast::Sender<Appended>,
+}
+
+/// A stream that a committed transaction advanced, and its new head sequence.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Appended {
+    pub stream: String,
+    pub seq: i64,
 }
 
 /// A write transaction. Dropping it without `commit` rolls back.
 pub struct WriteTx {
     tx: DatabaseTransaction,
     _guard: Option<OwnedMutexGuard<()>>,
+    /// The transaction's one reading of the clock: every time it writes (rows and events) is
+    /// the same, so that state rebuilt from the log equals the live state exactly.
+    now: std::sync::OnceLock<Micros>,
+    /// Streams advanced in this transaction, announced after commit.
+    advanced: std::sync::Mutex<Vec<Appended>>,
+    appended: broadcast::Sender<Appended>,
 }
 
 impl std::ops::Deref for WriteTx {
@@ -49,9 +66,30 @@ impl std::ops::Deref for WriteTx {
 }
 
 impl WriteTx {
+    /// Commits, then announces the streams it advanced. Nobody learns of an event before it is
+    /// durable.
     pub async fn commit(self) -> Result<(), AppError> {
         self.tx.commit().await?;
+        let advanced = self.advanced.into_inner().unwrap_or_else(|poisoned| poisoned.into_inner());
+        for a in advanced {
+            // No receiver is not an error: nobody is listening.
+            let _ = self.appended.send(a);
+        }
         Ok(())
+    }
+
+    /// The transaction's time: the clock is read once, on first use.
+    pub fn now(&self, clock: &Clock) -> Micros {
+        *self.now.get_or_init(|| clock.now_micros())
+    }
+
+    /// Records that `stream` now ends at `seq`, to be announced after commit.
+    pub(crate) fn advanced(&self, stream: &str, seq: i64) {
+        let mut list = self.advanced.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        match list.iter_mut().find(|a| a.stream == stream) {
+            Some(a) => a.seq = a.seq.max(seq),
+            None => list.push(Appended { stream: stream.to_owned(), seq }),
+        }
     }
 }
 
@@ -75,7 +113,8 @@ impl Db {
         }
         let conn = Database::connect(opts).await.with_context(|| format!("cannot connect to the database at {url}"))?;
         let write_lock = (!url.is_postgres()).then(|| Arc::new(Mutex::new(())));
-        Ok(Db { conn, write_lock })
+        let (appended, _) = broadcast::channel(4096);
+        Ok(Db { conn, write_lock, appended })
     }
 
     pub async fn migrate(&self) -> anyhow::Result<()> {
@@ -93,7 +132,19 @@ impl Db {
             None => None,
         };
         let tx = self.conn.begin().await?;
-        Ok(WriteTx { tx, _guard: guard })
+        Ok(WriteTx {
+            tx,
+            _guard: guard,
+            now: std::sync::OnceLock::new(),
+            advanced: std::sync::Mutex::new(Vec::new()),
+            appended: self.appended.clone(),
+        })
+    }
+
+    /// Announcements of committed appends made through this `Db`. A receiver that lags behind
+    /// gets `RecvError::Lagged`; announcements are wake-ups, and the log stays the source.
+    pub fn appended(&self) -> broadcast::Receiver<Appended> {
+        self.appended.subscribe()
     }
 
     /// Whether the database answers a trivial query (for `/readyz`).

@@ -2,6 +2,7 @@
 //! transaction as the change. The exact hashing rules are written down in `docs/event-log.md`.
 
 use chrono::SecondsFormat;
+use sea_orm::ConnectionTrait;
 use serde::Serialize;
 use serde_json::Value;
 use sha2::{Digest, Sha256};
@@ -131,11 +132,16 @@ pub async fn append(
 ) -> Result<Event, AppError> {
     let stream = stream.key();
     let (seq, prev_hash) = db::events::advance_head(&**tx, &stream).await?;
-    let at = clock.now().to_rfc3339_opts(SecondsFormat::Micros, true);
+    let at = crate::clock::from_micros(tx.now(clock)).to_rfc3339_opts(SecondsFormat::Micros, true);
     let actor = actor.key();
     let hash = compute_hash(&stream, seq, kind, &actor, &at, &payload, &prev_hash);
     let event = Event { position: 0, stream, seq, kind: kind.to_owned(), actor, at, payload, prev_hash, hash };
     let position = db::events::insert(&**tx, &event).await?;
+    if tx.get_database_backend() == sea_orm::DbBackend::Postgres {
+        // Delivered at commit, to every server listening on the same database.
+        db::exec(&**tx, "SELECT pg_notify('attest_events', $1)", [format!("{}:{}", event.stream, seq).into()]).await?;
+    }
+    tx.advanced(&event.stream, seq);
     Ok(Event { position, ..event })
 }
 
