@@ -46,6 +46,14 @@ pub enum Command {
     /// Manage assessment templates.
     #[command(subcommand)]
     Template(TemplateCommand),
+    /// Recompute every assessment's current-state tables (assessment, people, assignments,
+    /// answers, comments and their versions) from the event log.
+    Rebuild {
+        /// Only report every difference between the tables and the log; change nothing. Exits
+        /// non-zero when there is any.
+        #[arg(long)]
+        check: bool,
+    },
 }
 
 #[derive(Subcommand, Debug)]
@@ -146,6 +154,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Some(Command::User(cmd)) => user_command(&url, cmd).await,
+        Some(Command::Rebuild { check }) => rebuild(&url, check).await,
         Some(Command::Template(TemplateCommand::Import { file, check, agency })) => {
             let source = std::fs::read_to_string(&file).with_context(|| format!("reading {}", file.display()))?;
             let template = match crate::templates::parse(&source) {
@@ -173,6 +182,29 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
     }
+}
+
+async fn rebuild(url: &crate::config::DatabaseUrl, check: bool) -> anyhow::Result<()> {
+    init_logging(LogFormat::Text);
+    let db = Db::connect(url).await?;
+    db.migrate().await?;
+    let started = std::time::Instant::now();
+    let report = crate::replay::rebuild(&db, check).await.map_err(domain)?;
+    for difference in &report.differences {
+        println!("{difference}");
+    }
+    println!(
+        "{} assessment(s), {} event(s) replayed in {:.2} s: {} difference(s){}",
+        report.assessments,
+        report.events,
+        started.elapsed().as_secs_f64(),
+        report.differences.len(),
+        if check { String::new() } else { format!(", {} assessment(s) rewritten", report.rewritten) }
+    );
+    if check && !report.differences.is_empty() {
+        bail!("the current-state tables differ from the log");
+    }
+    Ok(())
 }
 
 async fn pick_agency(state: &AppState, name: Option<String>) -> anyhow::Result<crate::agencies::Agency> {

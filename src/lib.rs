@@ -11,6 +11,10 @@
 //! - `auth`: passwords, sessions, login throttling and the authenticated `Actor`.
 //! - `policy`: the one place where authorization is decided.
 //! - `agencies`: agencies, unit trees, users and roles.
+//! - `templates`, `assessments`: questionnaires as data, and the assessments teams fill in.
+//! - `replay`: an assessment at any point of its log, its history, diffs, and the rebuild of the
+//!   current-state tables from the log.
+//! - `checkpoints`: the server key, signed checkpoints over stream heads, offline bundles.
 //! - `bootstrap`: starting a server and the first start on an empty database.
 //! - `graphql`: the API schema and its HTTP and websocket transports.
 //! - `http`: the web server around it.
@@ -33,6 +37,7 @@ pub mod graphql;
 pub mod http;
 pub mod ids;
 pub mod policy;
+pub mod replay;
 pub mod state;
 pub mod templates;
 

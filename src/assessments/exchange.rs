@@ -7,8 +7,8 @@ use chrono::NaiveDate;
 use serde_json::{Value, json};
 
 use super::{
-    Access, Answer, Assessment, Comment, Fresh, Member, Status, StoredTemplate, assessment, evaluation, fresh,
-    insert_new, load_template, publish_template, rfc3339, scoring, values,
+    Access, Answer, Assessment, Comment, CommentVersion, Fresh, Member, Status, StoredTemplate, assessment, evaluation,
+    fresh, insert_new, load_template, publish_template, rfc3339, scoring, values,
 };
 use crate::auth::Actor;
 use crate::db;
@@ -35,21 +35,7 @@ pub async fn export_json(state: &AppState, actor: &Actor, id: AssessmentId) -> R
     let mut comments = Vec::new();
     for c in db::assessments::comments(conn, id).await? {
         let versions = db::assessments::comment_versions(conn, c.id).await?;
-        comments.push(json!({
-            "id": c.id.to_string(),
-            "question_id": c.question_id,
-            "parent_id": c.parent_id.map(|p| p.to_string()),
-            "author_id": c.author_id,
-            "author_name": c.author_name,
-            "body": c.body,
-            "version": c.version,
-            "created_at": rfc3339(c.created_at),
-            "edited_at": c.edited_at.map(rfc3339),
-            "resolved": c.resolved,
-            "resolved_by": c.resolved_by,
-            "resolved_at": c.resolved_at.map(rfc3339),
-            "versions": versions.iter().map(|v| json!({ "version": v.version, "body": v.body, "written_at": rfc3339(v.written_at) })).collect::<Vec<_>>(),
-        }));
+        comments.push(c.to_json(&versions));
     }
     let mut log = Vec::new();
     let stream = Stream::Assessment(id);
@@ -386,10 +372,28 @@ pub async fn import_assessment(
             &stream,
             "comment.imported",
             actor.event_actor(),
-            json!({ "comment_id": comment.id.to_string(), "question_id": comment.question_id, "parent_id": comment.parent_id.map(|p| p.to_string()), "author_id": comment.author_id, "body": comment.body }),
+            comment_payload(comment, versions),
         )
         .await?;
     }
     tx.commit().await?;
     Ok(a)
+}
+
+/// The payload of `comment.imported`: the whole comment with the versions exactly as they were
+/// stored above (the first written at the comment's creation), so that replay restores them.
+fn comment_payload(comment: &Comment, versions: &[(i32, String, i64)]) -> Value {
+    let mut kept = vec![CommentVersion {
+        comment_id: comment.id,
+        version: versions.first().map_or(comment.version, |v| v.0),
+        body: versions.first().map_or_else(|| comment.body.clone(), |v| v.1.clone()),
+        written_at: comment.created_at,
+    }];
+    kept.extend(versions.iter().skip(1).map(|(version, body, at)| CommentVersion {
+        comment_id: comment.id,
+        version: *version,
+        body: body.clone(),
+        written_at: *at,
+    }));
+    comment.to_json(&kept)
 }

@@ -271,6 +271,7 @@ async fn insert_new(
     }
     let mut payload = json!({
         "assessment_id": a.id.to_string(),
+        "agency_id": a.agency_id.to_string(),
         "unit_id": a.unit_id.to_string(),
         "template_id": template.id.to_string(),
         "template_key": template.template.key,
@@ -432,7 +433,7 @@ pub struct SetAnswer {
 }
 
 /// Recomputes the progress summary kept on the assessment row.
-fn refresh_summary(a: &mut Assessment, template: &Template, answers: &[Answer]) {
+pub(crate) fn refresh_summary(a: &mut Assessment, template: &Template, answers: &[Answer]) {
     let values: scoring::Values<'_> =
         answers.iter().filter_map(|ans| ans.value.as_ref().map(|v| (ans.question_id.as_str(), v))).collect();
     let progress = scoring::progress(template, &values);
@@ -698,6 +699,7 @@ pub async fn add_comment(
             "comment_id": comment.id.to_string(),
             "question_id": question_id,
             "parent_id": parent.map(|p| p.to_string()),
+            "author_name": comment.author_name,
             "body": comment.body,
         }),
     )
@@ -1183,6 +1185,12 @@ pub async fn stream_events(
 ) -> Result<Vec<events::Event>, AppError> {
     access(&state.db.conn, actor, id, Action::ReadAssessmentLog).await?;
     events::page(&state.db.conn, &Stream::Assessment(id), after, first).await
+}
+
+/// Checks that the actor may read an assessment's log: its reviewers, the managers of its unit,
+/// administrators.
+pub async fn log_access(state: &AppState, actor: &Actor, id: AssessmentId) -> Result<Access, AppError> {
+    access(&state.db.conn, actor, id, Action::ReadAssessmentLog).await
 }
 
 /// Checks an assessment's whole chain, for those who may read its log.

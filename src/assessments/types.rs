@@ -183,6 +183,31 @@ pub struct Comment {
     pub resolved_at: Option<i64>,
 }
 
+impl Comment {
+    /// The comment with its kept versions, as exported and as logged when imported.
+    pub fn to_json(&self, versions: &[CommentVersion]) -> Value {
+        let time = |m: i64| crate::clock::from_micros(m).to_rfc3339_opts(chrono::SecondsFormat::Micros, true);
+        serde_json::json!({
+            "id": self.id.to_string(),
+            "question_id": self.question_id,
+            "parent_id": self.parent_id.map(|p| p.to_string()),
+            "author_id": self.author_id,
+            "author_name": self.author_name,
+            "body": self.body,
+            "version": self.version,
+            "created_at": time(self.created_at),
+            "edited_at": self.edited_at.map(time),
+            "resolved": self.resolved,
+            "resolved_by": self.resolved_by,
+            "resolved_at": self.resolved_at.map(time),
+            "versions": versions
+                .iter()
+                .map(|v| serde_json::json!({ "version": v.version, "body": v.body, "written_at": time(v.written_at) }))
+                .collect::<Vec<_>>(),
+        })
+    }
+}
+
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct CommentVersion {
     pub comment_id: CommentId,

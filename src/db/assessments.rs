@@ -459,3 +459,93 @@ pub async fn comment_versions(conn: &impl ConnectionTrait, id: CommentId) -> Res
         .map(|m| CommentVersion { comment_id: id, version: m.version, body: m.body, written_at: m.written_at })
         .collect())
 }
+
+/// Every kept version of every comment of an assessment, by comment id then version.
+pub async fn assessment_comment_versions(
+    conn: &impl ConnectionTrait,
+    id: AssessmentId,
+) -> Result<Vec<CommentVersion>, AppError> {
+    let ids: Vec<String> = comments(conn, id).await?.into_iter().map(|c| c.id.to_string()).collect();
+    let rows = comment_version::Entity::find()
+        .filter(comment_version::Column::CommentId.is_in(ids))
+        .order_by_asc(comment_version::Column::CommentId)
+        .order_by_asc(comment_version::Column::Version)
+        .all(conn)
+        .await?;
+    rows.into_iter()
+        .map(|m| {
+            Ok(CommentVersion {
+                comment_id: CommentId::parse(&m.comment_id).map_err(|_| corrupt("comment version"))?,
+                version: m.version,
+                body: m.body,
+                written_at: m.written_at,
+            })
+        })
+        .collect()
+}
+
+/// The ids of every assessment row, of every agency.
+pub async fn all_assessment_ids(conn: &impl ConnectionTrait) -> Result<Vec<AssessmentId>, AppError> {
+    let rows = assessment::Entity::find().order_by_asc(assessment::Column::Id).all(conn).await?;
+    rows.iter().map(|m| AssessmentId::parse(&m.id).map_err(|_| corrupt("assessment"))).collect()
+}
+
+/// Everything the current-state tables hold about one assessment.
+pub struct AssessmentRows<'a> {
+    pub assessment: &'a Assessment,
+    pub members: &'a [Member],
+    pub assignments: &'a [SectionAssignment],
+    pub answers: &'a [Answer],
+    /// Parents before their replies.
+    pub comments: &'a [Comment],
+    pub versions: &'a [CommentVersion],
+}
+
+/// Deletes the rows of an assessment and everything that hangs from it.
+pub async fn delete_assessment_rows(conn: &impl ConnectionTrait, id: AssessmentId) -> Result<(), AppError> {
+    let id = id.to_string();
+    for sql in [
+        "DELETE FROM comment_versions WHERE comment_id IN (SELECT id FROM comments WHERE assessment_id = $1)",
+        "DELETE FROM comments WHERE assessment_id = $1",
+        "DELETE FROM answers WHERE assessment_id = $1",
+        "DELETE FROM section_assignments WHERE assessment_id = $1",
+        "DELETE FROM assessment_members WHERE assessment_id = $1",
+    ] {
+        super::exec(conn, sql, [id.clone().into()]).await?;
+    }
+    Ok(())
+}
+
+/// Replaces everything stored about an assessment with `rows`.
+pub async fn replace_assessment_rows(conn: &impl ConnectionTrait, rows: &AssessmentRows<'_>) -> Result<(), AppError> {
+    let id = rows.assessment.id;
+    delete_assessment_rows(conn, id).await?;
+    if get_assessment(conn, id).await?.is_some() {
+        update_assessment(conn, rows.assessment).await?;
+    } else {
+        insert_assessment(conn, rows.assessment).await?;
+    }
+    for m in rows.members {
+        upsert_member(conn, id, m).await?;
+    }
+    for a in rows.assignments {
+        set_assignment(conn, a, true).await?;
+    }
+    for a in rows.answers {
+        upsert_answer(conn, id, a).await?;
+    }
+    for c in rows.comments {
+        comment_model(c).insert(conn).await?;
+    }
+    for v in rows.versions {
+        comment_version::ActiveModel {
+            comment_id: Set(v.comment_id.to_string()),
+            version: Set(v.version),
+            body: Set(v.body.clone()),
+            written_at: Set(v.written_at),
+        }
+        .insert(conn)
+        .await?;
+    }
+    Ok(())
+}

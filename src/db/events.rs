@@ -84,6 +84,44 @@ pub async fn page(
     rows.into_iter().map(to_event).collect()
 }
 
+/// A page of a stream's events after `after_seq` that match `filter`, in sequence order.
+pub async fn filtered_page(
+    conn: &impl ConnectionTrait,
+    stream: &str,
+    after_seq: i64,
+    limit: u64,
+    filter: &crate::replay::LogFilter,
+) -> Result<Vec<Event>, AppError> {
+    let mut q = event::Entity::find().filter(event::Column::Stream.eq(stream)).filter(event::Column::Seq.gt(after_seq));
+    if let Some(actor) = &filter.actor {
+        q = q.filter(event::Column::Actor.eq(actor.as_str()));
+    }
+    if !filter.types.is_empty() {
+        q = q.filter(event::Column::Kind.is_in(filter.types.iter().map(String::as_str)));
+    }
+    if let Some(from) = &filter.from {
+        q = q.filter(event::Column::At.gte(from.as_str()));
+    }
+    if let Some(to) = &filter.to {
+        q = q.filter(event::Column::At.lte(to.as_str()));
+    }
+    let rows = q.order_by_asc(event::Column::Seq).limit(limit).all(conn).await?;
+    rows.into_iter().map(to_event).collect()
+}
+
+/// Every stream key starting with `prefix`, from the heads and from the events themselves (a
+/// stream whose head was removed still shows).
+pub async fn stream_keys(conn: &impl ConnectionTrait, prefix: &str) -> Result<Vec<String>, AppError> {
+    let rows = conn
+        .query_all_raw(stmt(
+            conn.get_database_backend(),
+            "SELECT stream FROM stream_heads WHERE stream LIKE $1 UNION SELECT DISTINCT stream FROM events WHERE stream LIKE $2 ORDER BY stream",
+            [format!("{prefix}%").into(), format!("{prefix}%").into()],
+        ))
+        .await?;
+    rows.iter().map(|r| Ok(r.try_get::<String>("", "stream")?)).collect()
+}
+
 pub async fn head(conn: &impl ConnectionTrait, stream: &str) -> Result<Option<(i64, String)>, AppError> {
     let row = conn
         .query_one_raw(stmt(

@@ -497,22 +497,26 @@ impl GqlAssessment {
     /// For a risk assessment: every risk item with its inherent and residual level.
     async fn risk_register(&self, ctx: &Context<'_>) -> async_graphql::Result<Option<RiskRegister>> {
         let ev = self.evaluation(ctx).await?;
-        Ok(ev.risk.map(|r| RiskRegister {
-            items: r
-                .items
-                .into_iter()
-                .map(|i| RiskItem {
-                    question_id: i.question_id,
-                    section_id: i.section_id,
-                    inherent: i.inherent.map(rating),
-                    residual: i.residual.map(rating),
-                    mitigations: i.mitigations,
-                })
-                .collect(),
-            inherent_counts: r.inherent_counts.into_iter().map(|(level, count)| LevelCount { level, count }).collect(),
-            residual_counts: r.residual_counts.into_iter().map(|(level, count)| LevelCount { level, count }).collect(),
-            highest_residual: r.highest_residual,
-        }))
+        Ok(ev.risk.map(risk_register))
+    }
+}
+
+pub(super) fn risk_register(r: scoring::RiskRegister) -> RiskRegister {
+    RiskRegister {
+        items: r
+            .items
+            .into_iter()
+            .map(|i| RiskItem {
+                question_id: i.question_id,
+                section_id: i.section_id,
+                inherent: i.inherent.map(rating),
+                residual: i.residual.map(rating),
+                mitigations: i.mitigations,
+            })
+            .collect(),
+        inherent_counts: r.inherent_counts.into_iter().map(|(level, count)| LevelCount { level, count }).collect(),
+        residual_counts: r.residual_counts.into_iter().map(|(level, count)| LevelCount { level, count }).collect(),
+        highest_residual: r.highest_residual,
     }
 }
 
@@ -520,7 +524,7 @@ fn rating(r: scoring::Rating) -> Rating {
     Rating { likelihood: r.likelihood, impact: r.impact, level: r.level }
 }
 
-fn progress(p: &scoring::Progress) -> Progress {
+pub(super) fn progress(p: &scoring::Progress) -> Progress {
     Progress {
         shown: p.shown,
         answered: p.answered,

@@ -4,6 +4,7 @@
 
 mod assessment_api;
 mod assessment_types;
+mod history_api;
 mod mutation;
 mod query;
 pub mod transport;
@@ -20,11 +21,12 @@ use crate::error::{AppError, LogDisplay};
 use crate::state::AppState;
 
 use assessment_api::{AssessmentMutation, AssessmentQuery};
+use history_api::HistoryQuery;
 use mutation::CoreMutation;
 use query::CoreQuery;
 
 #[derive(async_graphql::MergedObject, Default)]
-pub struct Query(CoreQuery, AssessmentQuery);
+pub struct Query(CoreQuery, AssessmentQuery, HistoryQuery);
 
 #[derive(async_graphql::MergedObject, Default)]
 pub struct Mutation(CoreMutation, AssessmentMutation);
