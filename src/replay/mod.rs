@@ -91,6 +91,17 @@ async fn template(conn: &impl ConnectionTrait, fold: &Fold) -> Result<StoredTemp
         .ok_or_else(|| AppError::internal(anyhow::anyhow!("template {id} of a logged assessment is missing")))
 }
 
+/// Folds an assessment's whole stream, checking every hash on the way: the operator's and the
+/// benchmark's entry point, with no authorization. `None` for a stream without a creation event.
+pub async fn fold_assessment(conn: &impl ConnectionTrait, id: AssessmentId) -> Result<Option<Snapshot>, AppError> {
+    let (fold, _) = fold_until(conn, id, Point::Head).await?;
+    if fold.template_id().is_none() {
+        return Ok(None);
+    }
+    let template = template(conn, &fold).await?;
+    Ok(fold.snapshot(&template.template))
+}
+
 /// The assessment as it was at `point`, with its template, for those who may see it.
 pub async fn assessment_at(
     state: &AppState,
