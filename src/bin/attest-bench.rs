@@ -58,7 +58,11 @@ async fn replay(url: Option<String>, events: usize, rounds: usize) -> anyhow::Re
     let id = fill(&state, events).await?;
     let conn = &state.db.conn;
     let stream = format!("assessment:{id}");
-    println!("replay benchmark on {}, {} events, {rounds} rounds", if url.starts_with("postgres") { "PostgreSQL" } else { "SQLite" }, events);
+    println!(
+        "replay benchmark on {}, {} events, {rounds} rounds",
+        if url.starts_with("postgres") { "PostgreSQL" } else { "SQLite" },
+        events
+    );
 
     let mut scans = Vec::new();
     let mut folds = Vec::new();
@@ -91,7 +95,8 @@ async fn replay(url: Option<String>, events: usize, rounds: usize) -> anyhow::Re
 /// Creates an assessment and answers its questions over and over until it has `events` events.
 async fn fill(state: &AppState, events: usize) -> anyhow::Result<AssessmentId> {
     let fail = |e: attest::AppError| anyhow::anyhow!("{e:?}");
-    let login = auth::login(state, "bench@agency.test", PASSWORD, &ClientAddress("bench".into())).await.map_err(fail)?;
+    let login =
+        auth::login(state, "bench@agency.test", PASSWORD, &ClientAddress("bench".into())).await.map_err(fail)?;
     let actor = auth::authenticate(state, login.token.expose()).await.map_err(fail)?;
     let unit = attest::agencies::create_unit(state, &actor, "Benchmark unit", None).await.map_err(fail)?;
     let template = assessments::templates(state, &actor)
@@ -143,8 +148,12 @@ fn sample(q: &attest::templates::Question, i: usize) -> serde_json::Value {
 async fn scan(conn: &impl ConnectionTrait, stream: &str) -> anyhow::Result<usize> {
     let backend = conn.get_database_backend();
     let sql = match backend {
-        sea_orm::DbBackend::Postgres => "SELECT position, stream, seq, type, actor, at, payload, prev_hash, hash FROM events WHERE stream = $1 AND seq > $2 ORDER BY seq LIMIT 2000",
-        _ => "SELECT position, stream, seq, type, actor, at, payload, prev_hash, hash FROM events WHERE stream = ? AND seq > ? ORDER BY seq LIMIT 2000",
+        sea_orm::DbBackend::Postgres => {
+            "SELECT position, stream, seq, type, actor, at, payload, prev_hash, hash FROM events WHERE stream = $1 AND seq > $2 ORDER BY seq LIMIT 2000"
+        }
+        _ => {
+            "SELECT position, stream, seq, type, actor, at, payload, prev_hash, hash FROM events WHERE stream = ? AND seq > ? ORDER BY seq LIMIT 2000"
+        }
     };
     let (mut after, mut total, mut bytes) = (0i64, 0usize, 0usize);
     loop {

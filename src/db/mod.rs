@@ -5,6 +5,7 @@ pub mod accounts;
 pub mod assessments;
 pub mod entities;
 pub mod events;
+mod group;
 pub mod org;
 
 use std::sync::Arc;
@@ -17,7 +18,7 @@ use sea_orm::{
     ConnectOptions, ConnectionTrait, Database, DatabaseConnection, DatabaseTransaction, DbBackend, Statement,
     TransactionTrait,
 };
-use tokio::sync::{Mutex, OwnedMutexGuard, broadcast};
+use tokio::sync::broadcast;
 
 use crate::clock::{Clock, Micros};
 use crate::config::DatabaseUrl;
@@ -30,10 +31,11 @@ pub use sea_orm::DatabaseTransaction as Tx;
 pub struct Db {
     pub conn: DatabaseConnection,
     /// SQLite allows one writer at a time, and a deferred transaction that read first fails with
-    /// `SQLITE_BUSY` when it upgrades to write after another writer committed. Serializing write
-    /// transactions inside the process avoids that without costing throughput, since SQLite
-    /// would serialize them anyway. PostgreSQL needs no such lock: stream heads are row-locked.
-    write_lock: Option<Arc<Mutex<()>>>,
+    /// `SQLITE_BUSY` when it upgrades to write after another writer committed. Writers in the
+    /// process therefore take turns, and those that arrive while another works share its commit
+    /// (`group`). PostgreSQL needs neither: stream heads are row-locked, and the server already
+    /// flushes concurrent commits together.
+    group: Option<Arc<group::Group>>,
     /// Told after each commit which streams it advanced. Live subscribers in this process wake
     /// on it; other processes learn of commits through PostgreSQL's NOTIFY (see `events`).
     appended: broadcast::Sender<Appended>,
@@ -46,10 +48,12 @@ pub struct Appended {
     pub seq: i64,
 }
 
-/// A write transaction. Dropping it without `commit` rolls back.
+/// A write transaction. Dropping it without `commit` rolls back its changes. On SQLite it is a
+/// savepoint inside a transaction shared with the writers around it (see `group`).
 pub struct WriteTx {
-    tx: DatabaseTransaction,
-    _guard: Option<OwnedMutexGuard<()>>,
+    /// Present until commit or drop.
+    tx: Option<DatabaseTransaction>,
+    turn: Option<group::Turn>,
     /// The transaction's one reading of the clock: every time it writes (rows and events) is
     /// the same, so that state rebuilt from the log equals the live state exactly.
     now: std::sync::OnceLock<Micros>,
@@ -61,16 +65,31 @@ pub struct WriteTx {
 impl std::ops::Deref for WriteTx {
     type Target = DatabaseTransaction;
     fn deref(&self) -> &DatabaseTransaction {
-        &self.tx
+        self.tx.as_ref().expect("a WriteTx holds its transaction until it is committed or dropped")
+    }
+}
+
+impl Drop for WriteTx {
+    fn drop(&mut self) {
+        // Roll back this writer's changes first (dropping a transaction queues its rollback on
+        // the connection), then hand the turn on.
+        drop(self.tx.take());
+        if let Some(turn) = self.turn.take() {
+            turn.abandon(&self.appended);
+        }
     }
 }
 
 impl WriteTx {
     /// Commits, then announces the streams it advanced. Nobody learns of an event before it is
     /// durable.
-    pub async fn commit(self) -> Result<(), AppError> {
-        self.tx.commit().await?;
-        let advanced = self.advanced.into_inner().unwrap_or_else(|poisoned| poisoned.into_inner());
+    pub async fn commit(mut self) -> Result<(), AppError> {
+        let tx = self.tx.take().expect("a WriteTx is committed once");
+        let advanced = std::mem::take(&mut *self.advanced.lock().unwrap_or_else(|poisoned| poisoned.into_inner()));
+        if let Some(turn) = self.turn.take() {
+            return turn.commit(tx, advanced, &self.appended).await;
+        }
+        tx.commit().await?;
         for a in advanced {
             // No receiver is not an error: nobody is listening.
             let _ = self.appended.send(a);
@@ -112,9 +131,9 @@ impl Db {
             );
         }
         let conn = Database::connect(opts).await.with_context(|| format!("cannot connect to the database at {url}"))?;
-        let write_lock = (!url.is_postgres()).then(|| Arc::new(Mutex::new(())));
+        let group = (!url.is_postgres()).then(group::Group::new);
         let (appended, _) = broadcast::channel(4096);
-        Ok(Db { conn, write_lock, appended })
+        Ok(Db { conn, group, appended })
     }
 
     pub async fn migrate(&self) -> anyhow::Result<()> {
@@ -127,14 +146,16 @@ impl Db {
     }
 
     pub async fn begin_write(&self) -> Result<WriteTx, AppError> {
-        let guard = match &self.write_lock {
-            Some(lock) => Some(lock.clone().lock_owned().await),
-            None => None,
+        let (turn, tx) = match &self.group {
+            Some(group) => {
+                let (turn, tx) = group.begin(&self.conn).await?;
+                (Some(turn), tx)
+            }
+            None => (None, self.conn.begin().await?),
         };
-        let tx = self.conn.begin().await?;
         Ok(WriteTx {
-            tx,
-            _guard: guard,
+            tx: Some(tx),
+            turn,
             now: std::sync::OnceLock::new(),
             advanced: std::sync::Mutex::new(Vec::new()),
             appended: self.appended.clone(),
