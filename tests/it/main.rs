@@ -8,6 +8,7 @@ mod accounts;
 mod assessments;
 mod authorization;
 mod cli;
+mod durability;
 mod errors;
 mod event_log;
 mod replay;
