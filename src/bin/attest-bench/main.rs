@@ -36,14 +36,35 @@ enum Bench {
         #[arg(long, default_value_t = 7)]
         rounds: usize,
     },
+    /// Durable answer writes through the GraphQL API (each response body checked) against the
+    /// same statements (lock the stream head, insert the event, upsert the answer) run by a plain
+    /// client, one transaction per write: a program of its own on SQLite, pgbench on PostgreSQL.
+    Writes {
+        /// A PostgreSQL URL of a server where the benchmark may create and drop a database; by
+        /// default SQLite in a temporary directory.
+        #[arg(long)]
+        postgres: Option<String>,
+        /// Concurrent clients, one assessment each; every count is run.
+        #[arg(long, value_delimiter = ',', default_value = "1,16")]
+        clients: Vec<usize>,
+        /// Seconds per measurement.
+        #[arg(long, default_value_t = 5)]
+        seconds: u64,
+        /// Rounds of (Attest, baseline), run alternately.
+        #[arg(long, default_value_t = 3)]
+        rounds: usize,
+    },
 }
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     match Cli::parse().bench {
         Bench::Replay { database_url, events, rounds } => replay(database_url, events, rounds).await,
+        Bench::Writes { postgres, clients, seconds, rounds } => writes::run(postgres, clients, seconds, rounds).await,
     }
 }
+
+mod writes;
 
 const PASSWORD: &str = "benchmark administrator password";
 
@@ -93,7 +114,7 @@ async fn replay(url: Option<String>, events: usize, rounds: usize) -> anyhow::Re
 }
 
 /// Creates an assessment and answers its questions over and over until it has `events` events.
-async fn fill(state: &AppState, events: usize) -> anyhow::Result<AssessmentId> {
+pub(crate) async fn fill(state: &AppState, events: usize) -> anyhow::Result<AssessmentId> {
     let fail = |e: attest::AppError| anyhow::anyhow!("{e:?}");
     let login =
         auth::login(state, "bench@agency.test", PASSWORD, &ClientAddress("bench".into())).await.map_err(fail)?;
@@ -177,12 +198,12 @@ fn rate(n: usize, d: Duration) -> f64 {
     n as f64 / d.as_secs_f64()
 }
 
-fn median(mut v: Vec<f64>) -> f64 {
+pub(crate) fn median(mut v: Vec<f64>) -> f64 {
     v.sort_by(f64::total_cmp);
     v[v.len() / 2]
 }
 
-fn tempfile_dir() -> anyhow::Result<std::path::PathBuf> {
+pub(crate) fn tempfile_dir() -> anyhow::Result<std::path::PathBuf> {
     let dir = std::env::temp_dir().join(format!("attest-bench-{}", uuid::Uuid::new_v4().simple()));
     std::fs::create_dir_all(&dir)?;
     Ok(dir)
