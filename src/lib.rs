@@ -13,7 +13,8 @@
 //! - `agencies`: agencies, unit trees, users and roles.
 //! - `bootstrap`: starting a server and the first start on an empty database.
 //! - `graphql`: the API schema and its HTTP and websocket transports.
-//! - `http`: the web server around it.
+//! - `http`: the web server around it; `web`: the web application it serves.
+//! - `demo`: sample data for trying Attest out.
 //! - `cli`: the command line.
 
 #![forbid(unsafe_code)]
@@ -27,6 +28,7 @@ pub mod cli;
 pub mod clock;
 pub mod config;
 pub mod db;
+pub mod demo;
 pub mod error;
 pub mod events;
 pub mod graphql;
@@ -35,5 +37,6 @@ pub mod ids;
 pub mod policy;
 pub mod state;
 pub mod templates;
+pub mod web;
 
 pub use error::AppError;

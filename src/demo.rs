@@ -1,0 +1,1 @@
+//! Sample data for trying Attest out: placeholder until filled.
