@@ -45,7 +45,7 @@ function form(title, fields, submitLabel, onSubmit) {
 const field = (id, label, input) => h('div', { class: 'field' }, h('label', { for: id }, label), input);
 
 async function usersTab(panel) {
-  const { users } = await gql('{ users(first: 500) { nodes { id email displayName isAdmin disabled mustChangePassword createdAt } } }');
+  const { users } = await gql('{ users(first: 200) { nodes { id email displayName isAdmin disabled mustChangePassword createdAt } } }');
   const email = h('input', { id: 'nu-email', type: 'email', required: true });
   const name = h('input', { id: 'nu-name', required: true });
   const password = h('input', { id: 'nu-password', type: 'password', required: true, minlength: 12, autocomplete: 'new-password' });
@@ -103,7 +103,7 @@ function tree(units) {
 }
 
 async function unitsTab(panel) {
-  const { units } = await gql('{ units(first: 500) { nodes { id name parentId } } }');
+  const { units } = await gql('{ units(first: 200) { nodes { id name parentId } } }');
   const name = h('input', { id: 'nunit-name', required: true });
   const parent = h('select', { id: 'nunit-parent' }, h('option', { value: '' }, '(top level)'), units.nodes.map((u) => h('option', { value: u.id }, u.name)));
   mount(
@@ -118,7 +118,7 @@ async function unitsTab(panel) {
 }
 
 async function rolesTab(panel) {
-  const data = await gql('{ units(first: 500) { nodes { id name } } users(first: 500) { nodes { id displayName email roles { unitId role grantedAt } } } }');
+  const data = await gql('{ units(first: 200) { nodes { id name } } users(first: 200) { nodes { id displayName email roles { unitId role grantedAt } } } }');
   const unitName = new Map(data.units.nodes.map((u) => [u.id, u.name]));
   const user = h('select', { id: 'gr-user' }, data.users.nodes.map((u) => h('option', { value: u.id }, `${u.displayName} (${u.email})`)));
   const unit = h('select', { id: 'gr-unit' }, data.units.nodes.map((u) => h('option', { value: u.id }, u.name)));

@@ -10,7 +10,7 @@ import { session } from '../session.js';
 const SUMMARY = `unit { id name parentId } depth byStatus { status count } requiredTotal requiredAnswered completion overdue highestResidual`;
 
 export async function renderDashboard(el, unitId) {
-  const { units } = await gql('{ units(first: 500) { nodes { id name parentId } } }');
+  const { units } = await gql('{ units(first: 200) { nodes { id name parentId } } }');
   const all = units.nodes;
   const managed = session.user.isAdmin ? all.filter((u) => !u.parentId) : all.filter((u) => session.user.roles.some((r) => r.role === 'MANAGER' && r.unitId === u.id));
   if (!managed.length) {
