@@ -166,5 +166,11 @@ onStatus((status) => {
   el.textContent = status === 'closed' ? 'Live updates are reconnecting…' : '';
 });
 
+// The skip link must not change the hash, which belongs to the router.
+document.querySelector('.skip-link')?.addEventListener('click', (event) => {
+  event.preventDefault();
+  main().focus();
+});
+
 window.addEventListener('hashchange', route);
 window.addEventListener('DOMContentLoaded', route);

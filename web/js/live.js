@@ -81,7 +81,8 @@ function connect() {
   ws.addEventListener('close', () => {
     if (socket === ws) socket = null;
     acknowledged = false;
-    setStatus('closed');
+    // Only a connection lost while something listens is worth telling anyone about.
+    setStatus(subscriptions.size > 0 ? 'closed' : 'idle');
     if (subscriptions.size > 0) scheduleReconnect();
   });
   ws.addEventListener('error', () => {

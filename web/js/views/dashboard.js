@@ -33,7 +33,22 @@ export async function renderDashboard(el, unitId) {
   return stop;
 }
 
+/** The rows in tree order: each unit followed by the units inside it. */
+function treeOrder(rows) {
+  const ids = new Set(rows.map((r) => r.unit.id));
+  const out = [];
+  const visit = (parent) => {
+    for (const r of rows.filter((x) => (ids.has(x.unit.parentId) ? x.unit.parentId : null) === parent)) {
+      out.push(r);
+      visit(r.unit.id);
+    }
+  };
+  visit(null);
+  return out.length === rows.length ? out : rows;
+}
+
 function draw(body, rows) {
+  rows = treeOrder(rows);
   body.setAttribute('aria-busy', 'false');
   const statuses = ['DRAFT', 'IN_PROGRESS', 'RETURNED', 'SUBMITTED', 'APPROVED', 'ARCHIVED'];
   mount(
