@@ -343,3 +343,50 @@ async fn the_demo_agency_fills_only_an_empty_database_and_its_screens_render() {
     let _ = stop.send(());
     let _ = server.await;
 }
+
+#[tokio::test]
+async fn the_web_application_is_served_with_a_strict_policy_and_client_routes_get_the_page() {
+    let app = TestApp::spawn().await;
+    let get = |path: &str| app.client.get(format!("{}{path}", app.base)).send();
+    let index = get("/").await.expect("GET /");
+    assert_eq!(index.status(), 200);
+    assert_eq!(index.headers()["content-type"], "text/html; charset=utf-8");
+    let csp = index.headers()["content-security-policy"].to_str().expect("ascii").to_owned();
+    assert!(csp.contains("default-src 'self'") && csp.contains("connect-src 'self' ws: wss:"), "{csp}");
+    assert!(!csp.contains("unsafe-inline"), "{csp}");
+    let page = index.text().await.expect("body");
+    assert!(page.contains("/js/app.js"));
+
+    // A client-side route gets the page; a missing file does not.
+    let route = get("/assessments/123/history").await.expect("client route");
+    assert_eq!(route.status(), 200);
+    assert_eq!(route.text().await.expect("body"), page);
+    assert_eq!(get("/js/missing.js").await.expect("missing file").status(), 404);
+
+    let script = get("/js/app.js").await.expect("script");
+    assert_eq!(script.headers()["content-type"], "text/javascript; charset=utf-8");
+    assert_eq!(script.headers()["cache-control"], "no-cache");
+
+    // The API keeps its routes.
+    assert_eq!(get("/healthz").await.expect("healthz").text().await.expect("body"), "ok");
+    let api = app.graphql(None, "{ __typename }", json!({})).await;
+    assert_eq!(api["data"]["__typename"], "Query");
+}
+
+#[tokio::test]
+async fn with_a_web_directory_files_come_from_disk_and_never_from_outside_it() {
+    let dir = tempfile::tempdir().expect("web directory");
+    std::fs::write(dir.path().join("index.html"), "<!doctype html><p>from disk</p>").expect("index");
+    std::fs::create_dir(dir.path().join("css")).expect("css directory");
+    std::fs::write(dir.path().join("css/app.css"), "body { color: black }").expect("stylesheet");
+    let web_dir = dir.path().to_owned();
+    let app = TestApp::spawn_with(move |c| c.web_dir = Some(web_dir)).await;
+    let get = |path: &str| app.client.get(format!("{}{path}", app.base)).send();
+    assert!(get("/").await.expect("index").text().await.expect("body").contains("from disk"));
+    let css = get("/css/app.css").await.expect("stylesheet");
+    assert_eq!(css.headers()["content-type"], "text/css; charset=utf-8");
+    assert_eq!(css.text().await.expect("body"), "body { color: black }");
+    assert!(get("/dashboard").await.expect("route").text().await.expect("body").contains("from disk"));
+    let outside = get("/css/..%2F..%2Fetc%2Fpasswd").await.expect("traversal");
+    assert!(!outside.text().await.expect("body").contains("root:"));
+}

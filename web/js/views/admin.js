@@ -149,7 +149,7 @@ async function rolesTab(panel) {
 
 async function templatesTab(panel) {
   const { templates } = await gql('{ templates { id key version title kind builtIn createdAt sections { id } } }');
-  const source = h('textarea', { id: 'tpl-source', rows: 14, class: 'mono', required: true, spellcheck: 'false' });
+  const source = h('textarea', { id: 'tpl-source', rows: 8, class: 'mono', required: true, spellcheck: 'false' });
   const checkOnly = h('input', { id: 'tpl-check', type: 'checkbox' });
   const result = h('div', { id: 'tpl-result', 'aria-live': 'polite' });
   const f = h(
@@ -178,6 +178,7 @@ async function templatesTab(panel) {
           ? h('div', { class: 'alert alert-error', role: 'alert' }, h('p', {}, `${problems.length} problem${problems.length === 1 ? '' : 's'} found:`), h('ul', { class: 'problems' }, problems.map((p) => h('li', { class: 'mono' }, p))))
           : errorBox(err),
       );
+      result.scrollIntoView({ block: 'nearest' });
     }
   });
   mount(
