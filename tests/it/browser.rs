@@ -319,6 +319,19 @@ async fn the_demo_agency_fills_only_an_empty_database_and_its_screens_render() {
     page.goto(&format!("{base}/{hash}/report")).await;
     page.wait_for("the report", "document.querySelector('.report .risk-register')").await;
     page.screenshot("report").await;
+    page.call("Emulation.setEmulatedMedia", json!({ "media": "print" })).await;
+    assert_eq!(page.eval("getComputedStyle(document.querySelector('.topbar')).display").await, json!("none"));
+    page.screenshot("report-print").await;
+    page.call("Emulation.setEmulatedMedia", json!({ "media": "" })).await;
+
+    // The editor at a tablet's width.
+    let tablet = browser.page(768, 1024).await;
+    sign_in(&tablet, &base, &email, &password).await;
+    tablet.goto(&format!("{base}/{hash}")).await;
+    tablet.wait_for("the editor", "document.querySelector('.question select')").await;
+    let width = tablet.eval("document.documentElement.scrollWidth").await;
+    assert!(width.as_i64().is_some_and(|w| w <= 768), "no sideways scrolling at 768 px: {width}");
+    tablet.screenshot("editor-tablet").await;
 
     // The manager's dashboard over the whole tree.
     let (email, password) = login("manager");

@@ -258,7 +258,28 @@ class Editor {
       return;
     }
     const who = this.names.get(a.updatedBy) || (a.updatedBy === 'system' ? 'the system' : 'a colleague');
-    view.meta.textContent = `${a.carriedOver ? 'Carried over from the previous cycle. ' : ''}Last changed by ${who}, ${formatTime(a.updatedAt)}.`;
+    mount(
+      view.meta,
+      `${a.carriedOver ? 'Carried over from the previous cycle. ' : ''}Last changed by ${who}, ${formatTime(a.updatedAt)}.`,
+      a.carriedOver && this.editable() ? [' ', h('button', { type: 'button', class: 'button-link small', onclick: () => this.confirm(view) }, 'Confirm it still holds')] : null,
+    );
+  }
+
+  /** Confirms an answer carried over from the previous cycle without changing it. */
+  async confirm(view) {
+    try {
+      const res = await gql(
+        'mutation($id: ID!, $q: String!, $r: Int) { confirmAnswer(assessmentId: $id, questionId: $q, expectedRevision: $r) { questionId value note revision carriedOver updatedBy updatedAt } }',
+        { id: this.a.id, q: view.q.id, r: view.revision },
+      );
+      this.answers.set(view.q.id, res.confirmAnswer);
+      view.revision = res.confirmAnswer.revision;
+      this.renderMeta(view);
+      announce('Answer confirmed');
+    } catch (e) {
+      if (e.code === 'CONFLICT' && e.extensions.current) this.conflict(view, e.extensions.current, { value: view.control.get(), note: view.note.value });
+      else view.meta.append(errorBox(e));
+    }
   }
 
   applyVisibility() {
