@@ -154,6 +154,30 @@ async fn signing_in_with_a_new_password_leads_to_my_assessments() {
         .await;
     manager.click(&format!("a[href='#/assessments/{}']", w.assessment)).await;
     manager.wait_for("the editor", &format!("document.querySelector({EVIDENCE_INPUT:?})")).await;
+
+    // The manager assigns a section to an editor, who then finds it among their assignments.
+    manager.eval("(() => { const d = document.querySelector('.people-card'); d.open = true; d.dispatchEvent(new Event('toggle')); })()").await;
+    manager.wait_for("the assignment table", "document.querySelector('.people input[type=checkbox]')").await;
+    manager.click(&format!(".people input[aria-label='Leadership and strategy: {EDITOR}']")).await;
+    let deadline = tokio::time::Instant::now() + cdp::WAIT;
+    loop {
+        let mine = app.ok(Some(&w.editor), "{ myAssignments { sectionId } }", json!({})).await;
+        if mine["myAssignments"].as_array().is_some_and(|a| !a.is_empty()) {
+            break;
+        }
+        if tokio::time::Instant::now() >= deadline {
+            let people = manager.eval("document.querySelector('.people').innerText").await;
+            let label =
+                manager.eval("document.querySelector('.people input[type=checkbox]').getAttribute('aria-label')").await;
+            panic!("the section was never assigned: {label} {people}");
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
+    // Its history page checks the record's hash chain.
+    manager.click(&format!("a[href='#/assessments/{}/history']", w.assessment)).await;
+    manager.wait_for("the verification badge", "document.querySelector('.verify-ok')").await;
+    assert!(manager.text(".verify-ok").await.contains("verified"));
 }
 
 #[tokio::test]
@@ -169,6 +193,9 @@ async fn an_answer_typed_in_one_browser_appears_in_the_other_and_presence_shows_
     open_assessment(&a, &app.base, &w.assessment).await;
     open_assessment(&b, &app.base, &w.assessment).await;
 
+    // Each person is on a question.
+    b.focus(EVIDENCE_INPUT).await;
+    a.focus(EVIDENCE_INPUT).await;
     b.wait_for(
         "both people in the presence list",
         &format!(

@@ -145,6 +145,99 @@ class Editor {
         h('a', { class: 'button', href: `#/assessments/${a.id}/report` }, 'Printable report'),
       ),
       h('div', { id: 'action-error' }),
+      p.manage ? this.peoplePanel() : null,
+    );
+  }
+
+  /** Who works on the assessment, in which role, and which sections each editor is assigned. */
+  peoplePanel() {
+    const a = this.a;
+    const body = h('div', { class: 'people' });
+    const details = h('details', { class: 'card people-card' }, h('summary', {}, `People (${a.members.length})`), body);
+    details.addEventListener('toggle', async () => {
+      if (!details.open || body.dataset.loaded) return;
+      body.dataset.loaded = '1';
+      await this.renderPeople(body);
+    });
+    return details;
+  }
+
+  async renderPeople(body) {
+    const a = this.a;
+    let users = [];
+    try {
+      users = (await gql('{ users(first: 200) { nodes { id displayName email disabled } } }')).users.nodes.filter((u) => !u.disabled);
+    } catch (e) {
+      // Without the list, people can still be changed; only adding someone needs it.
+    }
+    const roleLabel = { EDITOR: 'Editor', REVIEWER: 'Reviewer', VIEWER: 'Viewer' };
+    const run = async (query, vars, message) => {
+      try {
+        const res = await gql(query, vars);
+        const updated = Object.values(res)[0];
+        a.members = updated.members;
+        a.assignments = updated.assignments;
+        for (const m of a.members) if (m.user) this.names.set(m.userId, m.user.displayName);
+        announce(message);
+        await this.renderPeople(body);
+      } catch (e) {
+        body.append(errorBox(e));
+      }
+    };
+    const after = 'members { userId role user { displayName } } assignments { sectionId userId }';
+    const setRole = (userId, role, message) =>
+      run(`mutation($a: ID!, $u: ID!, $r: AssessmentRole) { setAssessmentMember(assessmentId: $a, userId: $u, role: $r) { ${after} } }`, { a: a.id, u: userId, r: role }, message);
+    const assign = (sectionId, userId, assigned) =>
+      run(`mutation($a: ID!, $s: String!, $u: ID!, $on: Boolean!) { assignSection(assessmentId: $a, sectionId: $s, userId: $u, assigned: $on) { ${after} } }`, { a: a.id, s: sectionId, u: userId, on: assigned }, assigned ? 'Section assigned' : 'Assignment withdrawn');
+    const editors = a.members.filter((m) => m.role === 'EDITOR');
+    const newUser = h('select', { id: 'people-new-user' }, users.filter((u) => !a.members.some((m) => m.userId === u.id)).map((u) => h('option', { value: u.id }, `${u.displayName} (${u.email})`)));
+    const newRole = h('select', { id: 'people-new-role' }, Object.entries(roleLabel).map(([v, l]) => h('option', { value: v }, l)));
+    mount(
+      body,
+      h(
+        'table',
+        { class: 'table' },
+        h('caption', { class: 'visually-hidden' }, 'People on this assessment'),
+        h('thead', {}, h('tr', {}, ['Person', 'Role', ''].map((t) => h('th', { scope: 'col' }, t)))),
+        h(
+          'tbody',
+          {},
+          a.members.map((m) => {
+            const id = `people-role-${m.userId}`;
+            const select = h('select', { id, 'aria-label': `Role of ${m.user?.displayName || 'this person'}` }, Object.entries(roleLabel).map(([v, l]) => h('option', { value: v, selected: v === m.role }, l)));
+            select.addEventListener('change', () => setRole(m.userId, select.value, 'Role changed'));
+            return h('tr', {}, h('td', {}, m.user?.displayName || m.userId), h('td', {}, select), h('td', {}, h('button', { type: 'button', class: 'button-link', onclick: () => setRole(m.userId, null, 'Person removed') }, 'Remove')));
+          }),
+        ),
+      ),
+      users.length
+        ? h('div', { class: 'row' }, h('div', { class: 'field' }, h('label', { for: 'people-new-user' }, 'Add a person'), newUser), h('div', { class: 'field' }, h('label', { for: 'people-new-role' }, 'as'), newRole), h('div', { class: 'field' }, h('button', { type: 'button', class: 'button', onclick: () => newUser.value && setRole(newUser.value, newRole.value, 'Person added') }, 'Add')))
+        : null,
+      editors.length
+        ? h(
+            'table',
+            { class: 'table' },
+            h('caption', {}, 'Sections assigned to editors'),
+            h('thead', {}, h('tr', {}, h('th', { scope: 'col' }, 'Section'), editors.map((m) => h('th', { scope: 'col' }, m.user?.displayName || m.userId)))),
+            h(
+              'tbody',
+              {},
+              this.template.sections.map((s) =>
+                h(
+                  'tr',
+                  {},
+                  h('th', { scope: 'row' }, s.title),
+                  editors.map((m) => {
+                    const on = a.assignments.some((x) => x.sectionId === s.id && x.userId === m.userId);
+                    const box = h('input', { type: 'checkbox', checked: on, 'aria-label': `${s.title}: ${m.user?.displayName || 'editor'}` });
+                    box.addEventListener('change', () => assign(s.id, m.userId, box.checked));
+                    return h('td', {}, box);
+                  }),
+                ),
+              ),
+            ),
+          )
+        : h('p', { class: 'muted' }, 'Add an editor to assign sections.'),
     );
   }
 
