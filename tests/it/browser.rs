@@ -256,6 +256,50 @@ async fn a_conflicting_save_brings_up_the_dialog_and_the_chosen_value_wins() {
 }
 
 #[tokio::test]
+async fn comments_are_threaded_and_resolved_in_the_editor() {
+    let _one = ONE_BROWSER.lock().await;
+    let Some(browser) = launch().await else { return };
+    let app = TestApp::spawn().await;
+    let w = world(&app).await;
+    let page = browser.page(1280, 900).await;
+    sign_in(&page, &app.base, EDITOR, NEW_PASSWORD).await;
+    open_assessment(&page, &app.base, &w.assessment).await;
+    let question = format!("#question-{EVIDENCE}");
+    page.eval(&format!("document.querySelector('{question} .comments details').open = true")).await;
+    page.fill(&format!("{question} .comment-form textarea"), "Which board approved it?").await;
+    page.eval(&format!("document.querySelector('{question} .comment-form').requestSubmit()")).await;
+    page.wait_for(
+        "the comment",
+        &format!("document.querySelector('{question} .comment-body')?.textContent === 'Which board approved it?'"),
+    )
+    .await;
+
+    page.eval(&format!("[...document.querySelectorAll('{question} .comment-actions button')].find((b) => b.textContent === 'Reply').click()")).await;
+    page.wait_for("the reply form", &format!("document.querySelector('{question} li.comment .comment-form textarea')"))
+        .await;
+    page.fill(&format!("{question} li.comment .comment-form textarea"), "The command board, in March.").await;
+    page.eval(&format!("document.querySelector('{question} li.comment .comment-form').requestSubmit()")).await;
+    page.wait_for("the reply in the thread", &format!("document.querySelector('{question} .replies .comment-body')?.textContent === 'The command board, in March.'")).await;
+
+    page.eval(&format!("[...document.querySelectorAll('{question} .comment-actions button')].find((b) => b.textContent === 'Resolve').click()")).await;
+    page.wait_for("the thread resolved", &format!("document.querySelector('{question} li.comment.resolved')")).await;
+    let comments = app
+        .ok(
+            Some(&w.editor2),
+            "query($id: ID!) { assessment(id: $id) { comments { body parentId resolved } } }",
+            json!({ "id": w.assessment }),
+        )
+        .await;
+    let list = comments["assessment"]["comments"].as_array().expect("comments").clone();
+    assert_eq!(list.len(), 2);
+    // The test's clock stands still, so both have the same time: find them by their place.
+    let root = list.iter().find(|c| c["parentId"].is_null()).expect("the first comment");
+    let reply = list.iter().find(|c| c["parentId"].is_string()).expect("the reply under it");
+    assert_eq!(root["resolved"], json!(true), "{list:?}");
+    assert_eq!(reply["body"], json!("The command board, in March."));
+}
+
+#[tokio::test]
 async fn the_history_slider_shows_an_earlier_state() {
     let _one = ONE_BROWSER.lock().await;
     let Some(browser) = launch().await else { return };

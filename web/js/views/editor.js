@@ -122,6 +122,7 @@ class Editor {
     }
     if (p.manage && ['APPROVED', 'ARCHIVED'].includes(a.status)) actions.push(act('Reopen…', () => this.askReason('Reopen', 'Why is it reopened? (optional)', false, (reason) => this.transition('reopenAssessment', { reason: reason || null }))));
     if (p.manage && a.status !== 'ARCHIVED') actions.push(act('Archive', () => this.transition('archiveAssessment')));
+    if (p.manage && ['APPROVED', 'ARCHIVED'].includes(a.status)) actions.push(act('Start the next cycle', () => this.nextCycle()));
     mount(
       this.header,
       h('p', { class: 'breadcrumbs' }, h('a', { href: '#/' }, 'Home'), ' / ', a.unit.name),
@@ -252,6 +253,17 @@ class Editor {
       this.renderHeader();
       this.applyEditable();
       announce(`Status is now ${this.a.status.toLowerCase().replace('_', ' ')}`);
+    } catch (e) {
+      mount(box, errorBox(e));
+    }
+  }
+
+  async nextCycle() {
+    const box = this.header.querySelector('#action-error');
+    try {
+      const res = await gql('mutation($id: ID!) { startNextCycle(previousId: $id) { id } }', { id: this.a.id });
+      announce('Next cycle started');
+      location.hash = `#/assessments/${res.startNextCycle.id}`;
     } catch (e) {
       mount(box, errorBox(e));
     }
@@ -538,7 +550,7 @@ class Editor {
     const thread = (c) =>
       h(
         'li',
-        { class: `comment ${c.resolved ? 'resolved' : ''}` },
+        { class: `comment ${c.resolved ? 'resolved' : ''}`, 'data-comment': c.id },
         h('p', { class: 'comment-head' }, h('span', { class: 'avatar small', 'aria-hidden': 'true' }, initials(c.authorName)), h('strong', {}, c.authorName), ' ', h('span', { class: 'muted small' }, formatTime(c.createdAt)), c.resolved ? h('span', { class: 'badge' }, 'Resolved') : null),
         h('p', { class: 'comment-body' }, c.body),
         this.a.permissions.comment
@@ -587,7 +599,7 @@ class Editor {
 
   replyForm(view, parent) {
     const form = this.commentForm(view, parent);
-    const li = [...view.commentsBox.querySelectorAll('.comment')].find((x) => x.querySelector('.comment-body')?.textContent === parent.body);
+    const li = view.commentsBox.querySelector(`li[data-comment="${CSS.escape(parent.id)}"]`);
     (li || view.commentsBox).append(form);
     form.querySelector('textarea').focus();
   }
