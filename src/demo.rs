@@ -173,6 +173,10 @@ pub async fn seed(state: &AppState) -> anyhow::Result<Demo> {
     assessments::transition(state, &editor, approved.id, Transition::Submit, None).await.map_err(domain)?;
     assessments::transition(state, &reviewer, approved.id, Transition::Approve, None).await.map_err(domain)?;
 
+    // The sessions opened to act as each person are not handed to anyone: end them.
+    for actor in [&manager, &editor, &reviewer, &viewer, &admin] {
+        auth::logout(state, actor).await.map_err(domain)?;
+    }
     Ok(Demo { agency: agency.name, users, assessments: 5 })
 }
 
