@@ -155,6 +155,20 @@ async fn signing_in_with_a_new_password_leads_to_my_assessments() {
     manager.click(&format!("a[href='#/assessments/{}']", w.assessment)).await;
     manager.wait_for("the editor", &format!("document.querySelector({EVIDENCE_INPUT:?})")).await;
 
+    // The page's websocket is signed in by the session cookie alone, as live updates need.
+    let ack = manager
+        .eval(
+            "new Promise((resolve) => {
+                const ws = new WebSocket(`ws://${location.host}/graphql/ws`, 'graphql-transport-ws');
+                ws.onopen = () => ws.send(JSON.stringify({ type: 'connection_init', payload: {} }));
+                ws.onmessage = (e) => { resolve(JSON.parse(e.data).type); ws.close(); };
+                ws.onclose = (e) => resolve(`closed ${e.code}`);
+                setTimeout(() => resolve('no answer'), 10000);
+            })",
+        )
+        .await;
+    assert_eq!(ack, json!("connection_ack"));
+
     // The manager assigns a section to an editor, who then finds it among their assignments.
     manager.eval("(() => { const d = document.querySelector('.people-card'); d.open = true; d.dispatchEvent(new Event('toggle')); })()").await;
     manager.wait_for("the assignment table", "document.querySelector('.people input[type=checkbox]')").await;
@@ -253,6 +267,25 @@ async fn a_conflicting_save_brings_up_the_dialog_and_the_chosen_value_wins() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     page.wait_for("the dialog to close", "!document.querySelector('dialog.conflict-dialog')").await;
+
+    // Again, and this time the two are merged by hand.
+    page.fill(EVIDENCE_INPUT, "Mine again").await;
+    set_answer(&app, &w.editor, &w.assessment, EVIDENCE, json!("Theirs again")).await;
+    page.wait_for("the conflict dialog", "document.querySelector('dialog.conflict-dialog[open]')").await;
+    page.click("[data-choice='merge']").await;
+    page.fill("#merge-rd-leadership-evidence-input", "Both: theirs again and mine again").await;
+    page.click("[data-choice='save-merge']").await;
+    let deadline = tokio::time::Instant::now() + cdp::WAIT;
+    loop {
+        let now = answer(&app, &w.editor, &w.assessment, EVIDENCE).await;
+        if now["value"] == json!("Both: theirs again and mine again") {
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "the merged answer was never saved: {now}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let shown = page.eval(&format!("document.querySelector({EVIDENCE_INPUT:?}).value")).await;
+    assert_eq!(shown, json!("Both: theirs again and mine again"));
 }
 
 #[tokio::test]
