@@ -192,6 +192,29 @@ async fn signing_in_with_a_new_password_leads_to_my_assessments() {
     manager.click(&format!("a[href='#/assessments/{}/history']", w.assessment)).await;
     manager.wait_for("the verification badge", "document.querySelector('.verify-ok')").await;
     assert!(manager.text(".verify-ok").await.contains("verified"));
+
+    // A new assessment from the home screen, renamed afterwards in its details.
+    manager.goto(&format!("{}/#/", app.base)).await;
+    manager.wait_for("the home screen", "document.querySelector('h1')?.textContent.startsWith('Welcome')").await;
+    manager
+        .eval("[...document.querySelectorAll('button')].find((b) => b.textContent === 'New assessment').click()")
+        .await;
+    manager.wait_for("the new assessment form", "document.querySelector('#na-title')").await;
+    manager.fill("#na-title", "Speech-to-text for interviews").await;
+    manager.click("#na-self").await;
+    manager.eval("document.querySelector('#new-assessment').requestSubmit()").await;
+    manager
+        .wait_for("the new assessment", "document.querySelector('h1')?.textContent === 'Speech-to-text for interviews'")
+        .await;
+    manager.eval("document.querySelector('#details-title').closest('details').open = true").await;
+    manager.fill("#details-title", "Speech-to-text for witness interviews").await;
+    manager.eval("document.querySelector('.details-form').requestSubmit()").await;
+    manager
+        .wait_for(
+            "the new title",
+            "document.querySelector('h1')?.textContent === 'Speech-to-text for witness interviews'",
+        )
+        .await;
 }
 
 #[tokio::test]

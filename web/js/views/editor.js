@@ -146,8 +146,43 @@ class Editor {
         h('a', { class: 'button', href: `#/assessments/${a.id}/report` }, 'Printable report'),
       ),
       h('div', { id: 'action-error' }),
+      p.manage ? this.detailsPanel() : null,
       p.manage ? this.peoplePanel() : null,
     );
+  }
+
+  /** Title, subject and due date, for those who manage the assessment. */
+  detailsPanel() {
+    const a = this.a;
+    const title = h('input', { id: 'details-title', value: a.title, required: true });
+    const subject = h('input', { id: 'details-subject', value: a.subject });
+    const due = h('input', { id: 'details-due', type: 'date', value: a.dueDate || '' });
+    const error = h('div');
+    const form = h(
+      'form',
+      { class: 'details-form' },
+      error,
+      h('div', { class: 'field' }, h('label', { for: 'details-title' }, 'Title'), title),
+      h('div', { class: 'field' }, h('label', { for: 'details-subject' }, 'What is assessed'), subject),
+      h('div', { class: 'field' }, h('label', { for: 'details-due' }, 'Due date'), due),
+      h('button', { type: 'submit', class: 'button' }, 'Save details'),
+    );
+    form.addEventListener('submit', async (e) => {
+      e.preventDefault();
+      mount(error);
+      try {
+        const res = await gql(
+          'mutation($id: ID!, $t: String, $s: String, $d: String) { updateAssessment(id: $id, title: $t, subject: $s, dueDate: $d) { title subject dueDate overdue } }',
+          { id: a.id, t: title.value, s: subject.value, d: due.value || null },
+        );
+        Object.assign(a, res.updateAssessment);
+        this.renderHeader();
+        announce('Details saved');
+      } catch (err) {
+        mount(error, errorBox(err));
+      }
+    });
+    return h('details', { class: 'card details-card' }, h('summary', {}, 'Details'), form);
   }
 
   /** Who works on the assessment, in which role, and which sections each editor is assigned. */

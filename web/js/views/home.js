@@ -141,6 +141,7 @@ async function newAssessmentForm() {
   const title = h('input', { id: 'na-title', required: true });
   const subject = h('input', { id: 'na-subject' });
   const due = h('input', { id: 'na-due', type: 'date' });
+  const self = h('input', { id: 'na-self', type: 'checkbox', checked: true });
   const form = h(
     'form',
     { id: 'new-assessment', class: 'subcard' },
@@ -151,6 +152,7 @@ async function newAssessmentForm() {
     h('div', { class: 'field' }, h('label', { for: 'na-unit' }, 'Unit'), unit),
     h('div', { class: 'field' }, h('label', { for: 'na-template' }, 'Template'), template),
     h('div', { class: 'field' }, h('label', { for: 'na-due' }, 'Due date (optional)'), due),
+    h('div', { class: 'field' }, h('label', { class: 'choice', for: 'na-self' }, self, ' I will answer it myself (editor)')),
     h('div', { class: 'actions' }, h('button', { type: 'submit', class: 'button-primary' }, 'Create')),
   );
   form.addEventListener('submit', async (event) => {
@@ -163,7 +165,7 @@ async function newAssessmentForm() {
           title: title.value,
           subject: subject.value,
           dueDate: due.value || null,
-          members: [{ userId: session.user.id, role: 'EDITOR' }],
+          members: self.checked ? [{ userId: session.user.id, role: 'EDITOR' }] : [],
         },
       });
       announce('Assessment created');
