@@ -3,7 +3,7 @@
 // colleagues, status actions, and for a risk assessment the risk matrices and register.
 
 import { gql } from '../gql.js';
-import { subscribe } from '../live.js';
+import { subscribe, onStatus } from '../live.js';
 import { h, mount, announce, formatTime, formatDate, statusBadge, progressBar, sizeBars, errorBox, initials, humanize } from '../dom.js';
 import { makeControl, formatValue, isShown, sameValue } from '../controls.js';
 import { session } from '../session.js';
@@ -711,6 +711,18 @@ class Editor {
       ),
     );
     this.unsubs.push(subscribe(PRESENCE, { id: this.a.id }, (data) => this.onPresence(data.presence)));
+    // After a lost connection, catch up on the answers too: the event stream resumes after the
+    // last event seen, but nothing was seen yet when the connection dropped before the first.
+    let lost = false;
+    this.unsubs.push(
+      onStatus((status) => {
+        if (status === 'closed') lost = true;
+        else if (status === 'open' && lost) {
+          lost = false;
+          this.catchUp();
+        }
+      }),
+    );
     this.sendPresence(null, false);
     // Presence fades on the server when not renewed.
     this.presenceTimer = setInterval(() => this.sendPresence(this.focused, false), 30000);
@@ -750,6 +762,26 @@ class Editor {
       this.scheduleRefresh();
     } else {
       this.scheduleRefresh();
+    }
+  }
+
+  async catchUp() {
+    try {
+      const res = await gql('query($id: ID!) { assessment(id: $id) { answers { questionId value note revision carriedOver updatedBy updatedAt } } }', { id: this.a.id });
+      for (const answer of res.assessment.answers) {
+        const view = this.views.get(answer.questionId);
+        if (!view || answer.revision <= view.revision || view.dirty || view.saving) continue;
+        this.answers.set(answer.questionId, answer);
+        view.revision = answer.revision;
+        view.control.set(answer.value);
+        view.note.value = answer.note || '';
+        this.renderMeta(view);
+        this.flash(view);
+      }
+      this.applyVisibility();
+      this.scheduleRefresh();
+    } catch (e) {
+      // The next reconnection tries again.
     }
   }
 
