@@ -472,6 +472,18 @@ async fn the_demo_agency_fills_only_an_empty_database_and_its_screens_render() {
     let (email, password) = login("administrator");
     let admin = browser.page(1280, 900).await;
     sign_in(&admin, &base, &email, &password).await;
+    admin.goto(&format!("{base}/#/admin/users")).await;
+    admin.wait_for("the users", "document.body.innerText.includes('Olivia Officer')").await;
+    admin.screenshot("admin-users").await;
+    admin.goto(&format!("{base}/#/admin/units")).await;
+    admin.wait_for("the unit tree", "document.querySelectorAll('.tree .unit-name').length === 6").await;
+    admin.goto(&format!("{base}/#/admin/roles")).await;
+    admin
+        .wait_for(
+            "the roles",
+            "document.body.innerText.includes('Morgan Manager') && document.querySelector('#gr-role')",
+        )
+        .await;
     admin.goto(&format!("{base}/#/admin/templates")).await;
     admin.wait_for("the import form", "document.querySelector('#tpl-source')").await;
     admin.fill("#tpl-source", "key: broken\nversion: 0\ntitle: ''\nsections: []\n").await;

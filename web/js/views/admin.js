@@ -42,6 +42,15 @@ function form(title, fields, submitLabel, onSubmit) {
   return f;
 }
 
+/** A button handler that shows a refusal above the panel instead of failing silently. */
+const guarded = (panel, fn) => async () => {
+  try {
+    await fn();
+  } catch (e) {
+    panel.prepend(errorBox(e));
+  }
+};
+
 const field = (id, label, input) => h('div', { class: 'field' }, h('label', { for: id }, label), input);
 
 async function usersTab(panel) {
@@ -72,9 +81,9 @@ async function usersTab(panel) {
             h(
               'td',
               {},
-              h('button', { type: 'button', class: 'button-link', onclick: async () => { await gql('mutation($id: ID!, $d: Boolean!) { setUserDisabled(id: $id, disabled: $d) { id } }', { id: u.id, d: !u.disabled }); announce(u.disabled ? 'Account enabled' : 'Account disabled'); rerender(); } }, u.disabled ? 'Enable' : 'Disable'),
+              h('button', { type: 'button', class: 'button-link', onclick: guarded(panel, async () => { await gql('mutation($id: ID!, $d: Boolean!) { setUserDisabled(id: $id, disabled: $d) { id } }', { id: u.id, d: !u.disabled }); announce(u.disabled ? 'Account enabled' : 'Account disabled'); rerender(); }) }, u.disabled ? 'Enable' : 'Disable'),
               ' ',
-              h('button', { type: 'button', class: 'button-link', onclick: async () => { await gql('mutation($id: ID!, $a: Boolean!) { setAdministrator(id: $id, isAdmin: $a) { id } }', { id: u.id, a: !u.isAdmin }); rerender(); } }, u.isAdmin ? 'Remove administrator' : 'Make administrator'),
+              h('button', { type: 'button', class: 'button-link', onclick: guarded(panel, async () => { await gql('mutation($id: ID!, $a: Boolean!) { setAdministrator(id: $id, isAdmin: $a) { id } }', { id: u.id, a: !u.isAdmin }); rerender(); }) }, u.isAdmin ? 'Remove administrator' : 'Make administrator'),
             ),
           ),
         ),
@@ -135,7 +144,7 @@ async function rolesTab(panel) {
         'tbody',
         {},
         rows.map(({ u, r }) =>
-          h('tr', {}, h('td', {}, u.displayName), h('td', {}, unitName.get(r.unitId) || r.unitId), h('td', {}, r.role === 'MANAGER' ? 'Manager' : 'Member'), h('td', {}, formatTime(r.grantedAt)), h('td', {}, h('button', { type: 'button', class: 'button-link', onclick: async () => { await gql('mutation($u: ID!, $n: ID!) { revokeRole(userId: $u, unitId: $n) }', { u: u.id, n: r.unitId }); announce('Role removed'); rolesTab(panel); } }, 'Remove'))),
+          h('tr', {}, h('td', {}, u.displayName), h('td', {}, unitName.get(r.unitId) || r.unitId), h('td', {}, r.role === 'MANAGER' ? 'Manager' : 'Member'), h('td', {}, formatTime(r.grantedAt)), h('td', {}, h('button', { type: 'button', class: 'button-link', onclick: guarded(panel, async () => { await gql('mutation($u: ID!, $n: ID!) { revokeRole(userId: $u, unitId: $n) }', { u: u.id, n: r.unitId }); announce('Role removed'); rolesTab(panel); }) }, 'Remove'))),
         ),
       ),
     ),
