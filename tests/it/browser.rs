@@ -404,6 +404,10 @@ async fn a_managers_dashboard_updates_when_an_answer_lands() {
     page.goto(&format!("{}/#/dashboard/{}", app.base, w.unit)).await;
     let completion = format!("document.querySelector('tr[data-unit=\"{}\"] .completion')?.textContent", w.unit);
     page.wait_for("the unit's completion", &format!("({completion} || '').startsWith('0 of')")).await;
+    // The subscription is sent once the connection is acknowledged; give the server a moment to
+    // register it before the answer lands.
+    page.wait_for("the live connection", "document.documentElement.dataset.live === 'open'").await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
     set_answer(&app, &w.editor, &w.assessment, VISION, json!("3")).await;
     page.wait_for("the completion to move", &format!("({completion} || '').startsWith('1 of')")).await;
 }

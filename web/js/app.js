@@ -160,6 +160,7 @@ onUnauthenticated(() => {
 });
 
 onStatus((status) => {
+  document.documentElement.dataset.live = status;
   const el = document.getElementById('connection');
   if (!el) return;
   el.dataset.status = status;
