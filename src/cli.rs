@@ -268,7 +268,18 @@ async fn user_command(url: &crate::config::DatabaseUrl, cmd: UserCommand) -> any
 async fn serve(url: &crate::config::DatabaseUrl, config: ServeConfig) -> anyhow::Result<()> {
     init_logging(config.log_format);
     let listen = config.listen;
+    let demo = config.demo;
     let state = bootstrap::start(url, config, Clock::System).await?;
+    if demo {
+        let seeded = crate::demo::seed(&state).await?;
+        println!("==============================================================");
+        println!(" Demo: {} with {} sample assessments.", seeded.agency, seeded.assessments);
+        println!(" Passwords (shown only once):");
+        for user in &seeded.users {
+            println!("   {:<14} {:<28} {}", user.role, user.email, user.password.expose());
+        }
+        println!("==============================================================");
+    }
     if let Some(first) = bootstrap::first_start(&state).await.map_err(domain)? {
         match first.generated_password {
             Some(password) => {

@@ -198,6 +198,16 @@ pub struct ServeConfig {
     /// Log format.
     #[arg(long, env = "ATTEST_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
+
+    /// Serve the web application from this directory instead of the copy built into the binary
+    /// (for working on it without rebuilding).
+    #[arg(long, env = "ATTEST_WEB_DIR")]
+    pub web_dir: Option<std::path::PathBuf>,
+
+    /// On an empty database, create a sample agency with users, units and assessments, and print
+    /// the users' passwords.
+    #[arg(long, env = "ATTEST_DEMO", default_value_t = false)]
+    pub demo: bool,
 }
 
 impl ServeConfig {

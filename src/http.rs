@@ -26,7 +26,9 @@ pub fn router(state: AppState) -> Router {
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(readyz))
         .with_state(state.clone())
-        .merge(crate::graphql::transport::routes(state))
+        .merge(crate::graphql::transport::routes(state.clone()))
+        // Last: the web application answers whatever path the API does not claim.
+        .fallback_service(crate::web::routes(&state))
         .layer(TraceLayer::new_for_http().make_span_with(|req: &Request<Body>| {
             let id = req.headers().get("x-request-id").and_then(|v| v.to_str().ok()).unwrap_or("-");
             tracing::info_span!("request", id = %id, method = %req.method(), path = %req.uri().path())

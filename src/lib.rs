@@ -17,7 +17,8 @@
 //! - `checkpoints`: the server key, signed checkpoints over stream heads, offline bundles.
 //! - `bootstrap`: starting a server and the first start on an empty database.
 //! - `graphql`: the API schema and its HTTP and websocket transports.
-//! - `http`: the web server around it.
+//! - `http`: the web server around it; `web`: the web application it serves.
+//! - `demo`: sample data for trying Attest out.
 //! - `cli`: the command line.
 
 #![forbid(unsafe_code)]
@@ -31,6 +32,7 @@ pub mod cli;
 pub mod clock;
 pub mod config;
 pub mod db;
+pub mod demo;
 pub mod error;
 pub mod events;
 pub mod graphql;
@@ -40,5 +42,6 @@ pub mod policy;
 pub mod replay;
 pub mod state;
 pub mod templates;
+pub mod web;
 
 pub use error::AppError;

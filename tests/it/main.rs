@@ -7,6 +7,7 @@ mod helpers;
 mod accounts;
 mod assessments;
 mod authorization;
+mod browser;
 mod cli;
 mod durability;
 mod errors;
