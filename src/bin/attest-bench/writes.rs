@@ -149,8 +149,8 @@ async fn attest_writes(t: &Target, clients: usize, length: Duration) -> anyhow::
     let done = Arc::new(AtomicU64::new(0));
     let started = Instant::now();
     let mut tasks = Vec::new();
-    for id in t.assessments.iter().take(clients).cloned() {
-        let (http, base, token, done) = (http.clone(), t.base.clone(), t.token.clone(), done.clone());
+    for id in t.assessments.iter().take(clients) {
+        let (id, http, base, token, done) = (id.clone(), http.clone(), t.base.clone(), t.token.clone(), done.clone());
         tasks.push(tokio::spawn(async move {
             let mut k = 0usize;
             while started.elapsed() < length {
