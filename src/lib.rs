@@ -11,6 +11,8 @@
 //! - `auth`: passwords, sessions, login throttling and the authenticated `Actor`.
 //! - `policy`: the one place where authorization is decided.
 //! - `agencies`: agencies, unit trees, users and roles.
+//! - `checkpoints`: signed checkpoints, Merkle proofs and bundles, independent of the database.
+//! - `audit`: checkpoints taken, stored and shown; whole-log verification; bundle export.
 //! - `bootstrap`: starting a server and the first start on an empty database.
 //! - `graphql`: the API schema and its HTTP and websocket transports.
 //! - `http`: the web server around it.
@@ -20,6 +22,7 @@
 
 pub mod agencies;
 pub mod assessments;
+pub mod audit;
 pub mod auth;
 pub mod bootstrap;
 pub mod checkpoints;
