@@ -76,20 +76,39 @@ pub fn server_key(state: &AppState, actor: &Actor) -> Result<String, AppError> {
 /// periodic task; the API goes through `create_checkpoint_as`.
 pub async fn create_checkpoint(state: &AppState, actor: EventActor) -> Result<StoredCheckpoint, AppError> {
     let tx = events::begin(&state.db, &Stream::System).await?;
-    let stored = checkpoint_in(&tx, state, actor).await?;
+    let (heads, position) = store::heads_and_position(&*tx).await?;
+    let stored = sign_and_store(&tx, state, actor, heads, position).await?;
     tx.commit().await?;
     Ok(stored)
 }
 
-/// As `create_checkpoint`, unless nothing was appended to the log since the last checkpoint.
+/// As `create_checkpoint`, unless the log is as the last checkpoint saw it.
 pub async fn create_checkpoint_if_changed(state: &AppState) -> Result<Option<StoredCheckpoint>, AppError> {
     let tx = events::begin(&state.db, &Stream::System).await?;
-    if !store::changed_since_last_checkpoint(&*tx).await? {
+    let (heads, position) = store::heads_and_position(&*tx).await?;
+    let last = store::latest(&*tx, 1).await?;
+    if last.first().is_some_and(|last| !changed_since(&last.signed, heads.clone())) {
         return Ok(None);
     }
-    let stored = checkpoint_in(&tx, state, EventActor::System).await?;
+    let stored = sign_and_store(&tx, state, EventActor::System, heads, position).await?;
     tx.commit().await?;
     Ok(Some(stored))
+}
+
+/// Whether `heads`, read now under the `system` head's lock, differ from what `last` committed
+/// to, apart from `last`'s own `checkpoint.created` event: the one event appended to `system`
+/// right after the head the checkpoint holds. Heads are compared, not positions, because on
+/// PostgreSQL an event with a lower position may commit after a later one.
+fn changed_since(last: &SignedCheckpoint, mut heads: Vec<StreamHead>) -> bool {
+    heads.sort_by(|a, b| a.stream.as_bytes().cmp(b.stream.as_bytes()));
+    let system = Stream::System.key();
+    heads.len() != last.heads.len()
+        || heads.iter().zip(&last.heads).any(|(now, then)| {
+            if now.stream != then.stream {
+                return true;
+            }
+            if now.stream == system { now.seq != then.seq + 1 } else { now.seq != then.seq || now.hash != then.hash }
+        })
 }
 
 /// Takes a checkpoint for an administrator, who is shown the heads of the agency's streams.
@@ -135,11 +154,16 @@ async fn agency_streams(state: &AppState, actor: &Actor) -> Result<HashSet<Strin
     Ok(streams)
 }
 
-/// Reads every head and the log's position consistently, signs, stores and logs, inside a
-/// transaction that holds the `system` stream's head. The `system` head in the checkpoint is
-/// therefore the one before its own `checkpoint.created` event.
-async fn checkpoint_in(tx: &WriteTx, state: &AppState, actor: EventActor) -> Result<StoredCheckpoint, AppError> {
-    let (heads, position) = store::heads_and_position(&**tx).await?;
+/// Signs the heads and position read in `tx` (which holds the `system` stream's head), stores
+/// the checkpoint and logs it. The `system` head in the checkpoint is therefore the one before its
+/// own `checkpoint.created` event.
+async fn sign_and_store(
+    tx: &WriteTx,
+    state: &AppState,
+    actor: EventActor,
+    heads: Vec<StreamHead>,
+    position: i64,
+) -> Result<StoredCheckpoint, AppError> {
     let at = crate::clock::from_micros(tx.now(&state.clock)).to_rfc3339_opts(SecondsFormat::Micros, true);
     let signed = Checkpoint::create(&state.key, heads, position, at);
     let id = store::insert(&**tx, &signed).await?;
@@ -281,4 +305,39 @@ pub async fn export_assessment(state: &AppState, id: AssessmentId) -> Result<Exp
     let bundle = write_bundle(&events, &checkpoint.signed, &stream)
         .map_err(|e| AppError::internal(anyhow::anyhow!("cannot write the bundle of {stream}: {e}")))?;
     Ok(Export { stream, bundle, checkpoint, events: events.len() as u64 })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::checkpoints::ServerKey;
+    use crate::events::GENESIS_HASH;
+
+    fn head(stream: &str, seq: i64, hash: &str) -> StreamHead {
+        StreamHead { stream: stream.to_owned(), seq, hash: hash.repeat(32) }
+    }
+
+    fn last() -> SignedCheckpoint {
+        let heads = vec![head("agency:a", 3, "aa"), head("system", 2, "bb")];
+        Checkpoint::create(&ServerKey::generate(), heads, 9, "2026-11-27T18:40:00.000000Z".to_owned())
+    }
+
+    #[test]
+    fn only_the_checkpoints_own_event_is_no_change() {
+        let now = vec![head("system", 3, "cc"), head("agency:a", 3, "aa")];
+        assert!(!changed_since(&last(), now));
+    }
+
+    #[test]
+    fn any_other_append_or_new_stream_is_a_change() {
+        assert!(changed_since(&last(), vec![head("agency:a", 4, "dd"), head("system", 3, "cc")]));
+        assert!(changed_since(&last(), vec![head("agency:a", 3, "aa"), head("system", 4, "cc")]));
+        let new_stream = StreamHead { stream: "agency:b".to_owned(), seq: 0, hash: GENESIS_HASH.to_owned() };
+        assert!(changed_since(&last(), vec![head("agency:a", 3, "aa"), new_stream, head("system", 3, "cc")]));
+    }
+
+    #[test]
+    fn a_rewritten_head_is_a_change() {
+        assert!(changed_since(&last(), vec![head("agency:a", 3, "ee"), head("system", 3, "cc")]));
+    }
 }

@@ -35,21 +35,6 @@ pub async fn heads_and_position(conn: &impl ConnectionTrait) -> Result<(Vec<Stre
     Ok((heads, position))
 }
 
-/// Whether anything was appended since the last `checkpoint.created` event: true when there is
-/// no such event, or when a later event exists.
-pub async fn changed_since_last_checkpoint(conn: &impl ConnectionTrait) -> Result<bool, AppError> {
-    const SQL: &str = "SELECT \
-         (SELECT MAX(position) FROM events WHERE stream = 'system' AND type = 'checkpoint.created') AS last_checkpoint, \
-         (SELECT MAX(position) FROM events) AS last_event";
-    let row = conn
-        .query_one_raw(stmt(conn.get_database_backend(), SQL, []))
-        .await?
-        .ok_or_else(|| AppError::internal(anyhow::anyhow!("a SELECT without FROM returned no row")))?;
-    let last_checkpoint: Option<i64> = row.try_get("", "last_checkpoint")?;
-    let last_event: Option<i64> = row.try_get("", "last_event")?;
-    Ok(last_checkpoint.is_none() || last_event > last_checkpoint)
-}
-
 /// Stores a checkpoint with all its heads; returns its id.
 pub async fn insert(conn: &impl ConnectionTrait, signed: &SignedCheckpoint) -> Result<i64, AppError> {
     let document = serde_json::to_string(signed).map_err(AppError::internal)?;

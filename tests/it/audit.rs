@@ -435,3 +435,21 @@ async fn verify_assessment_log_reports_the_first_problem_after_tampering() {
     assert_eq!(data["verifyAssessmentLog"]["problemSeq"], 2);
     assert_eq!(data["verifyAssessmentLog"]["eventsChecked"], 1);
 }
+
+#[tokio::test]
+async fn a_checkpoint_is_skipped_when_nothing_was_appended_since_the_last() {
+    let app = TestApp::spawn().await;
+    let admin = app.admin().await;
+    let first = attest::audit::create_checkpoint_if_changed(&app.state).await.unwrap();
+    assert!(first.is_some(), "the first checkpoint is always taken");
+    let again = attest::audit::create_checkpoint_if_changed(&app.state).await.unwrap();
+    assert!(again.is_none(), "only the checkpoint's own event was appended since");
+
+    app.create_unit(&admin, "Cyber Crime", None).await;
+    let next = attest::audit::create_checkpoint_if_changed(&app.state).await.unwrap().expect("a new checkpoint");
+    let first = first.unwrap().signed;
+    assert!(next.signed.checkpoint.position > first.checkpoint.position);
+    // The next checkpoint covers the first one's checkpoint.created event in `system`.
+    let system = |signed: &attest::checkpoints::SignedCheckpoint| signed.head("system").unwrap().seq;
+    assert_eq!(system(&next.signed), system(&first) + 1);
+}
