@@ -453,3 +453,28 @@ async fn a_checkpoint_is_skipped_when_nothing_was_appended_since_the_last() {
     let system = |signed: &attest::checkpoints::SignedCheckpoint| signed.head("system").unwrap().seq;
     assert_eq!(system(&next.signed), system(&first) + 1);
 }
+
+#[tokio::test]
+async fn verify_names_every_broken_stream_once() {
+    let app = TestApp::spawn().await;
+    let admin = app.admin().await;
+    let id = assessment_with_answers(&app, &admin).await;
+    let agency = app.agency_stream(&admin).await;
+
+    let conn = tamperer(&app).await;
+    for (stream, seq) in [(format!("assessment:{id}"), 2), (format!("assessment:{id}"), 3), (agency.clone(), 1)] {
+        conn.execute_unprepared(&format!(
+            "UPDATE events SET at = '2020-01-01T00:00:00.000000Z' WHERE stream = '{stream}' AND seq = {seq}"
+        ))
+        .await
+        .unwrap();
+    }
+    let out = attest(&app, &["verify"]);
+    assert!(!out.status.success());
+    let text = stdout(&out);
+    let problems: Vec<&str> = text.lines().filter(|l| l.starts_with("PROBLEM")).collect();
+    assert_eq!(problems.len(), 2, "{text}");
+    assert!(problems.iter().any(|l| l.contains(&format!("stream assessment:{id} at sequence 2:"))), "{text}");
+    assert!(problems.iter().any(|l| l.contains(&format!("stream {agency} at sequence 1:"))), "{text}");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("2 stream(s) with problems"), "{}", both(&out));
+}
