@@ -16,7 +16,7 @@ use tokio::task::JoinHandle;
 
 use crate::auth::Actor;
 use crate::checkpoints::{
-    Checkpoint, InclusionProof, SignedCheckpoint, StreamHead, StreamProblem, compare_verified_stream, inclusion_proof,
+    Checkpoint, InclusionProof, SignedCheckpoint, StreamHead, StreamProblem, compare_verified_stream, inclusion_proofs,
     write_bundle,
 };
 use crate::db::{self, Db, WriteTx};
@@ -52,14 +52,9 @@ pub struct ProvenHead {
 
 impl CheckpointView {
     fn of(stored: &StoredCheckpoint, visible: impl Fn(&str) -> bool) -> CheckpointView {
-        let heads = &stored.signed.heads;
-        let heads = heads
-            .iter()
-            .filter(|head| visible(&head.stream))
-            .filter_map(|head| {
-                let proof = inclusion_proof(heads, &head.stream)?;
-                Some(ProvenHead { head: head.clone(), proof })
-            })
+        let heads = inclusion_proofs(&stored.signed.heads, visible)
+            .into_iter()
+            .map(|(head, proof)| ProvenHead { head, proof })
             .collect();
         CheckpointView { id: stored.id, checkpoint: stored.signed.checkpoint.clone(), heads }
     }

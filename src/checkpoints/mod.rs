@@ -16,7 +16,9 @@ use crate::events::{Event, GENESIS_HASH};
 
 pub use bundle::{BUNDLE_FORMAT, BundleReport, verify_bundle, write_bundle};
 pub use key::{ServerKey, verify_signature};
-pub use merkle::{InclusionProof, ProofStep, Side, inclusion_proof, merkle_root, proof_fits, verify_inclusion};
+pub use merkle::{
+    InclusionProof, ProofStep, Side, inclusion_proof, inclusion_proofs, merkle_root, proof_fits, verify_inclusion,
+};
 
 /// The only checkpoint format version there is.
 pub const CHECKPOINT_VERSION: u32 = 1;
