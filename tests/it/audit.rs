@@ -357,6 +357,10 @@ async fn checkpoints_are_for_administrators_and_show_each_agency_only_its_own_st
     assert_eq!(code(&app.graphql(Some(&member), create, json!({})).await), "FORBIDDEN");
     assert_eq!(code(&app.graphql(Some(&member), "{ checkpoints { id } }", json!({})).await), "FORBIDDEN");
 
+    let query = "query($id: ID!) { assessmentCheckpoint(id: $id) { checkpoint { merkleRoot heads { stream } } head { stream seq hash proof { index siblings { side hash } } } } }";
+    let before = app.ok(Some(&admin), query, json!({ "id": id })).await;
+    assert!(before["assessmentCheckpoint"].is_null(), "no checkpoint covers it yet: {before}");
+
     let mine = app.ok(Some(&admin), create, json!({})).await["createCheckpoint"].clone();
     let heads = mine["heads"].as_array().unwrap();
     assert_eq!(heads.len(), 2, "the agency's stream and its assessment's: {mine}");
@@ -374,7 +378,6 @@ async fn checkpoints_are_for_administrators_and_show_each_agency_only_its_own_st
     assert!(theirs_streams[0].starts_with("agency:"));
     assert!(!theirs.to_string().contains(&stream), "another agency's stream leaked: {theirs}");
 
-    let query = "query($id: ID!) { assessmentCheckpoint(id: $id) { checkpoint { merkleRoot heads { stream } } head { stream seq hash proof { index siblings { side hash } } } } }";
     let data = app.ok(Some(&admin), query, json!({ "id": id })).await["assessmentCheckpoint"].clone();
     assert_eq!(data["head"]["stream"], json!(stream));
     assert_eq!(data["head"]["seq"], json!(stream_length(&app, &stream).await));
