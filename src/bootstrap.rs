@@ -5,6 +5,7 @@ use std::sync::Arc;
 
 use crate::agencies;
 use crate::auth::password::{self, Password};
+use crate::checkpoints::ServerKey;
 use crate::clock::Clock;
 use crate::config::{DatabaseUrl, ServeConfig};
 use crate::db::Db;
@@ -12,8 +13,21 @@ use crate::error::{AppError, LogDisplay};
 use crate::state::AppState;
 
 /// Connects, runs pending migrations, installs new built-in templates and prepares the state a
-/// server shares.
+/// server shares. The server's signing key is read from `config.key_file`, and created there on
+/// first start.
 pub async fn start(url: &DatabaseUrl, config: ServeConfig, clock: Clock) -> anyhow::Result<AppState> {
+    let path = config.key_file.clone();
+    let key = tokio::task::spawn_blocking(move || ServerKey::load_or_create(&path)).await??;
+    start_with_key(url, config, clock, key).await
+}
+
+/// As `start`, with a key the caller already holds.
+pub async fn start_with_key(
+    url: &DatabaseUrl,
+    config: ServeConfig,
+    clock: Clock,
+    key: ServerKey,
+) -> anyhow::Result<AppState> {
     let db = Db::connect(url).await?;
     // Several servers may start at once on one PostgreSQL database; one of them applies the
     // migrations and the others, failing on the half-applied state, try again after it.
@@ -27,7 +41,7 @@ pub async fn start(url: &DatabaseUrl, config: ServeConfig, clock: Clock) -> anyh
         tokio::time::sleep(std::time::Duration::from_millis(500 * attempt)).await;
     }
     let dummy_hash = password::dummy_hash().await.map_err(|e| anyhow::anyhow!("{}", LogDisplay(&e)))?;
-    let state = AppState { db, clock, config: Arc::new(config), dummy_hash: Arc::new(dummy_hash) };
+    let state = AppState { db, clock, config: Arc::new(config), dummy_hash: Arc::new(dummy_hash), key: Arc::new(key) };
     let installed = crate::assessments::install_builtin_templates(&state)
         .await
         .map_err(|e| anyhow::anyhow!("{}", LogDisplay(&e)))?;

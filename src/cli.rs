@@ -1,7 +1,9 @@
-//! The command line: `attest serve` (the default), `migrate`, `schema`, and operators' commands
-//! for agencies and users.
+//! The command line: `attest serve` (the default), `migrate`, `schema`, operators' commands for
+//! agencies and users, and the auditor's commands: `key show`, `checkpoint`, `verify`, `export`
+//! and `verify-bundle`.
 
 use std::io::BufRead;
+use std::path::{Path, PathBuf};
 
 use anyhow::{Context, bail};
 use clap::{Parser, Subcommand};
@@ -9,8 +11,9 @@ use clap::{Parser, Subcommand};
 use crate::agencies::{self, Email, NewUser};
 use crate::auth::password::Password;
 use crate::bootstrap;
+use crate::checkpoints::{ServerKey, SignedCheckpoint};
 use crate::clock::Clock;
-use crate::config::{DatabaseArgs, LogFormat, ServeConfig};
+use crate::config::{DatabaseArgs, KeyArgs, LogFormat, ServeConfig};
 use crate::db::{self, Db};
 use crate::error::{AppError, LogDisplay};
 use crate::events::EventActor;
@@ -25,6 +28,8 @@ use crate::state::AppState;
 pub struct Cli {
     #[command(flatten)]
     pub db: DatabaseArgs,
+    #[command(flatten)]
+    pub key: KeyArgs,
     #[command(subcommand)]
     pub command: Option<Command>,
 }
@@ -54,6 +59,52 @@ pub enum Command {
         #[arg(long)]
         check: bool,
     },
+    /// The server's signing key.
+    #[command(subcommand)]
+    Key(KeyCommand),
+    /// Take a signed checkpoint of the whole log now (stored, and logged as
+    /// `checkpoint.created`), and print it with every stream head: the document an auditor keeps.
+    Checkpoint {
+        /// Write the checkpoint to this file instead of standard output.
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
+    /// Check every stream of the log: hashes, links, gap-free sequence numbers and heads. Exits
+    /// non-zero and names each broken stream if anything is wrong.
+    Verify {
+        /// Also check that the log still holds exactly what this kept checkpoint (written by
+        /// `attest checkpoint`) committed to.
+        #[arg(long)]
+        checkpoint: Option<PathBuf>,
+        /// The trusted public key (64 hex digits) that must have signed the checkpoint. Without
+        /// it, the key file is used if present, else the key embedded in the checkpoint.
+        #[arg(long)]
+        public_key: Option<String>,
+    },
+    /// Write the bundle of an assessment's stream, with a fresh checkpoint covering it, for
+    /// offline verification.
+    Export {
+        /// The assessment's id.
+        #[arg(long)]
+        assessment: String,
+        /// Write the bundle to this file instead of standard output.
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
+    /// Verify a bundle offline, without any database.
+    VerifyBundle {
+        file: PathBuf,
+        /// The trusted public key (64 hex digits) that must have signed the bundle's checkpoint.
+        /// Without it, the key file is used if present, else the key embedded in the bundle.
+        #[arg(long)]
+        public_key: Option<String>,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum KeyCommand {
+    /// Print the server's public key (hex) and the key file's path; creates the key if missing.
+    Show,
 }
 
 #[derive(Subcommand, Debug)]
@@ -127,9 +178,10 @@ fn domain(err: AppError) -> anyhow::Error {
 
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
     let url = cli.db.database_url;
+    let key_file = cli.key.key_file;
     match cli.command {
-        None => serve(&url, ServeConfig::defaults()).await,
-        Some(Command::Serve(config)) => serve(&url, config).await,
+        None => serve(&url, ServeConfig { key_file, ..ServeConfig::defaults() }).await,
+        Some(Command::Serve(config)) => serve(&url, ServeConfig { key_file, ..config }).await,
         Some(Command::Migrate) => {
             init_logging(LogFormat::Text);
             Db::connect(&url).await?.migrate().await?;
@@ -141,7 +193,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Some(Command::Agency(AgencyCommand::Create { name, admin_email })) => {
-            let state = operator_state(&url).await?;
+            let state = operator_state(&url, &key_file).await?;
             let password = Password::generate();
             let (agency, admin) =
                 agencies::create_agency(&state, &name, &admin_email, &password, true).await.map_err(domain)?;
@@ -153,7 +205,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             );
             Ok(())
         }
-        Some(Command::User(cmd)) => user_command(&url, cmd).await,
+        Some(Command::User(cmd)) => user_command(&url, &key_file, cmd).await,
         Some(Command::Rebuild { check }) => rebuild(&url, check).await,
         Some(Command::Template(TemplateCommand::Import { file, check, agency })) => {
             let source = std::fs::read_to_string(&file).with_context(|| format!("reading {}", file.display()))?;
@@ -170,7 +222,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                 println!("{}: template {} version {} is valid", file.display(), template.key, template.version);
                 return Ok(());
             }
-            let state = operator_state(&url).await?;
+            let state = operator_state(&url, &key_file).await?;
             let agency = pick_agency(&state, agency).await?;
             let stored = crate::assessments::publish_template(&state, agency.id, EventActor::System, template)
                 .await
@@ -180,6 +232,88 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                 stored.template.key, stored.template.version, stored.id, agency.name
             );
             Ok(())
+        }
+        Some(Command::Key(KeyCommand::Show)) => {
+            let path = key_file.clone();
+            let key = tokio::task::spawn_blocking(move || ServerKey::load_or_create(&path)).await??;
+            println!("algorithm: {}", crate::audit::KEY_ALGORITHM);
+            println!("public_key: {}", key.public_key_hex());
+            println!("key_file: {}", key_file.display());
+            Ok(())
+        }
+        Some(Command::Checkpoint { out }) => {
+            let state = signing_state(&url, &key_file).await?;
+            let stored = crate::audit::create_checkpoint(&state, EventActor::System).await.map_err(domain)?;
+            let mut json = serde_json::to_string_pretty(&stored.signed)?;
+            json.push('\n');
+            let c = &stored.signed.checkpoint;
+            match out {
+                Some(path) => {
+                    std::fs::write(&path, json).with_context(|| format!("writing {}", path.display()))?;
+                    println!(
+                        "checkpoint {} at position {} over {} streams, Merkle root {}, written to {}",
+                        c.at,
+                        c.position,
+                        c.stream_count,
+                        c.merkle_root,
+                        path.display()
+                    );
+                }
+                None => print!("{json}"),
+            }
+            Ok(())
+        }
+        Some(Command::Verify { checkpoint, public_key }) => {
+            verify(&url, &key_file, checkpoint.as_deref(), public_key.as_deref()).await
+        }
+        Some(Command::Export { assessment, out }) => {
+            let id = crate::ids::AssessmentId::parse(&assessment).map_err(domain)?;
+            let state = signing_state(&url, &key_file).await?;
+            let export = crate::audit::export_assessment(&state, id).await.map_err(domain)?;
+            let c = &export.checkpoint.signed.checkpoint;
+            let summary = format!(
+                "bundle of {}: {} events, covered by checkpoint {} at position {} (public key {})",
+                export.stream, export.events, c.at, c.position, c.public_key
+            );
+            match out {
+                Some(path) => {
+                    std::fs::write(&path, &export.bundle).with_context(|| format!("writing {}", path.display()))?;
+                    println!("{summary}, written to {}", path.display());
+                }
+                None => {
+                    print!("{}", export.bundle);
+                    eprintln!("{summary}");
+                }
+            }
+            Ok(())
+        }
+        Some(Command::VerifyBundle { file, public_key }) => {
+            let text = std::fs::read_to_string(&file).with_context(|| format!("reading {}", file.display()))?;
+            let trusted = trusted_key(public_key.as_deref(), &key_file)?;
+            match crate::checkpoints::verify_bundle(&text, trusted.as_deref()) {
+                Ok(report) => {
+                    println!(
+                        "OK: {} holds {} events of stream {}, ending in sequence {} with hash {}",
+                        file.display(),
+                        report.events,
+                        report.stream,
+                        report.head_seq,
+                        report.head_hash
+                    );
+                    println!(
+                        "covered by the checkpoint taken at {}, signed by {}",
+                        report.checkpoint_at, report.public_key
+                    );
+                    if trusted.is_none() {
+                        warn_untrusted(&report.public_key);
+                    }
+                    Ok(())
+                }
+                Err(problem) => {
+                    println!("FAILED: {}: {problem}", file.display());
+                    bail!("the bundle {} does not verify: {problem}", file.display())
+                }
+            }
         }
     }
 }
@@ -207,6 +341,72 @@ async fn rebuild(url: &crate::config::DatabaseUrl, check: bool) -> anyhow::Resul
     Ok(())
 }
 
+/// The key a checkpoint must be signed by: the one given, else the key file's if there is one.
+/// `None` means only the embedded key can be checked.
+fn trusted_key(given: Option<&str>, key_file: &Path) -> anyhow::Result<Option<String>> {
+    if let Some(given) = given {
+        return Ok(Some(given.trim().to_ascii_lowercase()));
+    }
+    Ok(ServerKey::load(key_file)?.map(|key| key.public_key_hex()))
+}
+
+fn warn_untrusted(embedded: &str) {
+    eprintln!(
+        "warning: no trusted key (--public-key or a key file): only the embedded key {embedded} was checked; \
+         compare it with the server's published key"
+    );
+}
+
+async fn verify(
+    url: &crate::config::DatabaseUrl,
+    key_file: &Path,
+    checkpoint: Option<&Path>,
+    public_key: Option<&str>,
+) -> anyhow::Result<()> {
+    let started = std::time::Instant::now();
+    let signed = match checkpoint {
+        None => None,
+        Some(path) => {
+            let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+            let signed: SignedCheckpoint = serde_json::from_str(&text)
+                .with_context(|| format!("{} is not a checkpoint written by `attest checkpoint`", path.display()))?;
+            let trusted = trusted_key(public_key, key_file)?;
+            let checked = signed.verify().and_then(|()| signed.checkpoint.verify_signature(trusted.as_deref()));
+            if let Err(problem) = checked {
+                println!("PROBLEM checkpoint {}: {problem}", path.display());
+                bail!("the checkpoint {} does not verify", path.display());
+            }
+            if trusted.is_none() {
+                warn_untrusted(&signed.checkpoint.public_key);
+            }
+            Some(signed)
+        }
+    };
+    let db = Db::connect(url).await?;
+    let report = crate::audit::verify_log(&db, signed.as_ref()).await.map_err(domain)?;
+    println!(
+        "checked {} streams, {} events in {:.2} s",
+        report.streams,
+        report.events_checked,
+        started.elapsed().as_secs_f64()
+    );
+    if let Some(signed) = &signed {
+        let c = &signed.checkpoint;
+        println!(
+            "checkpoint taken at {} (position {}, {} streams, signed by {}): {} streams compared",
+            c.at, c.position, c.stream_count, c.public_key, report.checkpoint_streams
+        );
+    }
+    for problem in &report.problems {
+        println!("PROBLEM {problem}");
+    }
+    if !report.problems.is_empty() {
+        bail!("the log is not intact: {} stream(s) with problems", report.problems.len());
+    }
+    println!("OK: the log is intact");
+    Ok(())
+}
+
 async fn pick_agency(state: &AppState, name: Option<String>) -> anyhow::Result<crate::agencies::Agency> {
     let all = db::org::list_agencies(&state.db.conn).await.map_err(domain)?;
     match name {
@@ -217,8 +417,18 @@ async fn pick_agency(state: &AppState, name: Option<String>) -> anyhow::Result<c
     .context("no such agency")
 }
 
-async fn operator_state(url: &crate::config::DatabaseUrl) -> anyhow::Result<AppState> {
-    bootstrap::start(url, ServeConfig::defaults(), Clock::System).await
+/// The state of an operator command that signs nothing: the server's key if it exists, else an
+/// unsaved one, so that creating a user does not leave a key file behind as a side effect.
+async fn operator_state(url: &crate::config::DatabaseUrl, key_file: &Path) -> anyhow::Result<AppState> {
+    let key = ServerKey::load(key_file)?.unwrap_or_else(ServerKey::generate);
+    let config = ServeConfig { key_file: key_file.to_owned(), ..ServeConfig::defaults() };
+    bootstrap::start_with_key(url, config, Clock::System, key).await
+}
+
+/// The state of an operator command that signs: the server's key, created on first use.
+async fn signing_state(url: &crate::config::DatabaseUrl, key_file: &Path) -> anyhow::Result<AppState> {
+    let config = ServeConfig { key_file: key_file.to_owned(), ..ServeConfig::defaults() };
+    bootstrap::start(url, config, Clock::System).await
 }
 
 fn read_password(from_stdin: bool) -> anyhow::Result<(Password, bool)> {
@@ -231,8 +441,8 @@ fn read_password(from_stdin: bool) -> anyhow::Result<(Password, bool)> {
     Ok((Password::parse("password", line).map_err(domain)?, false))
 }
 
-async fn user_command(url: &crate::config::DatabaseUrl, cmd: UserCommand) -> anyhow::Result<()> {
-    let state = operator_state(url).await?;
+async fn user_command(url: &crate::config::DatabaseUrl, key_file: &Path, cmd: UserCommand) -> anyhow::Result<()> {
+    let state = operator_state(url, key_file).await?;
     match cmd {
         UserCommand::Create { email, display_name, agency, admin, password_stdin } => {
             let agency = pick_agency(&state, agency).await?;

@@ -3,6 +3,7 @@
 
 use std::fmt;
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::str::FromStr;
 
 use clap::{Args, ValueEnum};
@@ -121,6 +122,18 @@ pub struct DatabaseArgs {
     pub database_url: DatabaseUrl,
 }
 
+/// Where the server's Ed25519 signing key is kept, when no `--key-file` is given.
+pub const DEFAULT_KEY_FILE: &str = "attest.key";
+
+/// The server's signing key, for `serve` and every operator command that signs or verifies.
+#[derive(Args, Clone, Debug)]
+pub struct KeyArgs {
+    /// File holding the server's Ed25519 key that signs checkpoints; created on first start.
+    /// Keep it private, and back it up with the database.
+    #[arg(long, env = "ATTEST_KEY_FILE", default_value = DEFAULT_KEY_FILE, global = true)]
+    pub key_file: PathBuf,
+}
+
 #[derive(Copy, Clone, Debug, PartialEq, Eq, ValueEnum)]
 pub enum LogFormat {
     Text,
@@ -208,6 +221,16 @@ pub struct ServeConfig {
     /// the users' passwords.
     #[arg(long, env = "ATTEST_DEMO", default_value_t = false)]
     pub demo: bool,
+
+    /// Seconds between signed checkpoints of the event log; 0 takes none. A checkpoint is
+    /// skipped when nothing was appended since the last one.
+    #[arg(long, env = "ATTEST_CHECKPOINT_INTERVAL_SECS", default_value_t = 3600)]
+    pub checkpoint_interval_secs: u64,
+
+    /// The key file. Set from the command line's global `--key-file` (`KeyArgs`), which every
+    /// command shares.
+    #[arg(skip = PathBuf::from(DEFAULT_KEY_FILE))]
+    pub key_file: PathBuf,
 }
 
 impl ServeConfig {

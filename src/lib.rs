@@ -14,7 +14,8 @@
 //! - `templates`, `assessments`: questionnaires as data, and the assessments teams fill in.
 //! - `replay`: an assessment at any point of its log, its history, diffs, and the rebuild of the
 //!   current-state tables from the log.
-//! - `checkpoints`: the server key, signed checkpoints over stream heads, offline bundles.
+//! - `checkpoints`: signed checkpoints, Merkle proofs and bundles, independent of the database.
+//! - `audit`: checkpoints taken, stored and shown; whole-log verification; bundle export.
 //! - `bootstrap`: starting a server and the first start on an empty database.
 //! - `graphql`: the API schema and its HTTP and websocket transports.
 //! - `http`: the web server around it; `web`: the web application it serves.
@@ -25,6 +26,7 @@
 
 pub mod agencies;
 pub mod assessments;
+pub mod audit;
 pub mod auth;
 pub mod bootstrap;
 pub mod checkpoints;

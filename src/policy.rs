@@ -46,6 +46,10 @@ pub enum Action {
     Review,
     /// Read an assessment's event stream.
     ReadAssessmentLog,
+    /// See the deployment's signed checkpoints, with the heads of the agency's own streams.
+    ReadCheckpoints,
+    /// Take a signed checkpoint of the whole log now.
+    CreateCheckpoint,
 }
 
 /// What an action is about.
@@ -102,7 +106,9 @@ pub fn authorize(actor: &Actor, action: Action, resource: Resource<'_>) -> Resul
         | Action::ManageUnits
         | Action::ManageRoles
         | Action::ReadAgencyLog
-        | Action::ManageTemplates => actor.is_admin,
+        | Action::ManageTemplates
+        | Action::ReadCheckpoints
+        | Action::CreateCheckpoint => actor.is_admin,
         Action::ViewAssessment => actor.is_admin || manages(resource.units) || resource.assessment_role.is_some(),
         Action::ManageAssessment => actor.is_admin || manages(resource.units),
         Action::Answer | Action::Submit => {

@@ -3,6 +3,7 @@
 
 use std::sync::Arc;
 
+use crate::checkpoints::ServerKey;
 use crate::clock::Clock;
 use crate::config::ServeConfig;
 use crate::db::Db;
@@ -15,4 +16,6 @@ pub struct AppState {
     /// An argon2 hash of a random password, checked when a login names an unknown account so
     /// that the answer takes as long as for a known one.
     pub dummy_hash: Arc<String>,
+    /// The Ed25519 key that signs checkpoints, loaded (or created) from `config.key_file`.
+    pub key: Arc<ServerKey>,
 }

@@ -62,6 +62,18 @@ impl ServerKey {
         }
     }
 
+    /// Reads the key file at `path` if there is one; never creates it. For verifiers, which must
+    /// not leave a new key behind where the server's is expected.
+    pub fn load(path: &Path) -> anyhow::Result<Option<ServerKey>> {
+        match fs::read(path) {
+            Ok(bytes) => {
+                parse_key_file(&bytes).map(Some).with_context(|| format!("key file {} is malformed", path.display()))
+            }
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(anyhow::Error::new(e).context(format!("cannot read key file {}", path.display()))),
+        }
+    }
+
     /// The public key: 32 bytes as 64 lowercase hex digits.
     pub fn public_key_hex(&self) -> String {
         hex::encode(self.signing.verifying_key().to_bytes())

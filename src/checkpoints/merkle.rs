@@ -46,16 +46,30 @@ pub fn merkle_root(heads: &[StreamHead]) -> String {
 
 /// The proof that `stream`'s head is one of `heads`, or `None` if no head names `stream`.
 pub fn inclusion_proof(heads: &[StreamHead], stream: &str) -> Option<InclusionProof> {
+    inclusion_proofs(heads, |s| s == stream).into_iter().next().map(|(_, proof)| proof)
+}
+
+/// The heads whose stream `wanted` accepts, in stream order, each with its inclusion proof. The
+/// tree is built once, so proving many heads of one checkpoint costs little more than one.
+pub fn inclusion_proofs(heads: &[StreamHead], wanted: impl Fn(&str) -> bool) -> Vec<(StreamHead, InclusionProof)> {
     let mut sorted: Vec<&StreamHead> = heads.iter().collect();
     sorted.sort_by(|a, b| a.stream.as_bytes().cmp(b.stream.as_bytes()));
-    let index = sorted.iter().position(|head| head.stream == stream)?;
-    let leaves: Vec<Hash> = sorted.into_iter().map(leaf_hash).collect();
+    let chosen: Vec<usize> = (0..sorted.len()).filter(|&i| wanted(&sorted[i].stream)).collect();
+    if chosen.is_empty() {
+        return Vec::new();
+    }
+    let leaves: Vec<Hash> = sorted.iter().map(|head| leaf_hash(head)).collect();
     let levels = levels(&leaves);
-    let siblings = path(index, leaves.len())
+    chosen
         .into_iter()
-        .map(|(level, side, sibling)| ProofStep { side, hash: hex::encode(levels[level][sibling]) })
-        .collect();
-    Some(InclusionProof { index: index as u64, siblings })
+        .map(|index| {
+            let siblings = path(index, leaves.len())
+                .into_iter()
+                .map(|(level, side, sibling)| ProofStep { side, hash: hex::encode(levels[level][sibling]) })
+                .collect();
+            (sorted[index].clone(), InclusionProof { index: index as u64, siblings })
+        })
+        .collect()
 }
 
 /// Whether `proof` leads from `head` to `root`: starting from the head's leaf hash, each step
@@ -199,6 +213,18 @@ mod tests {
                 assert!(proof_fits(&proof, n as u64), "{n} heads, index {i}");
             }
         }
+    }
+
+    #[test]
+    fn proofs_of_many_heads_equal_the_proofs_of_each() {
+        let h = heads(7);
+        let wanted = [&h[0].stream, &h[3].stream, &h[6].stream];
+        let proofs = inclusion_proofs(&h, |s| wanted.iter().any(|w| *w == s));
+        assert_eq!(proofs.len(), 3);
+        for (head, proof) in proofs {
+            assert_eq!(Some(proof), inclusion_proof(&h, &head.stream));
+        }
+        assert!(inclusion_proofs(&h, |_| false).is_empty());
     }
 
     #[test]

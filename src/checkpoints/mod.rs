@@ -16,7 +16,9 @@ use crate::events::{Event, GENESIS_HASH};
 
 pub use bundle::{BUNDLE_FORMAT, BundleReport, verify_bundle, write_bundle};
 pub use key::{ServerKey, verify_signature};
-pub use merkle::{InclusionProof, ProofStep, Side, inclusion_proof, merkle_root, proof_fits, verify_inclusion};
+pub use merkle::{
+    InclusionProof, ProofStep, Side, inclusion_proof, inclusion_proofs, merkle_root, proof_fits, verify_inclusion,
+};
 
 /// The only checkpoint format version there is.
 pub const CHECKPOINT_VERSION: u32 = 1;
@@ -215,13 +217,41 @@ pub fn compare_with_log(head: &StreamHead, events: &[Event]) -> Result<(), Strea
         prev = &event.hash;
         expected_seq += 1;
     }
-    if expected_seq <= head.seq {
+    check_head(head, expected_seq - 1, prev)
+}
+
+/// The last rule of [`compare_with_log`] on its own, for a stream whose whole chain from sequence
+/// 1 was just verified (gap-free, linked, every hash recomputed) in the same consistent read, so
+/// that reading and hashing it a second time would add nothing. `last_seq` is the stream's last
+/// sequence number, and `at_head` the stream's event at the head's sequence, if it has one.
+pub fn compare_verified_stream(head: &StreamHead, last_seq: i64, at_head: Option<&Event>) -> Result<(), StreamProblem> {
+    let problem = |seq: i64, problem: String| StreamProblem { stream: head.stream.clone(), seq, problem };
+    if head.seq < 0 {
+        return Err(problem(head.seq, "the checkpoint's head has a negative sequence".to_owned()));
+    }
+    if head.seq == 0 {
+        return check_head(head, 0, GENESIS_HASH);
+    }
+    if last_seq < head.seq {
+        return check_head(head, last_seq, "");
+    }
+    match at_head {
+        Some(event) if event.seq == head.seq && event.stream == head.stream => check_head(head, head.seq, &event.hash),
+        _ => Err(problem(head.seq, format!("no event of the stream at sequence {} was given", head.seq))),
+    }
+}
+
+/// Compares a stream that reaches (intact) up to sequence `reached`, where it has the hash
+/// `hash_at_reached`, with the checkpoint's head.
+fn check_head(head: &StreamHead, reached: i64, hash_at_reached: &str) -> Result<(), StreamProblem> {
+    let problem = |seq: i64, problem: String| StreamProblem { stream: head.stream.clone(), seq, problem };
+    if reached < head.seq {
         return Err(problem(
-            expected_seq,
+            reached + 1,
             format!("the checkpoint covers sequence {}, but the stream ends before it", head.seq),
         ));
     }
-    if prev != head.hash {
+    if hash_at_reached != head.hash {
         return Err(problem(
             head.seq,
             "the hash differs from the checkpoint's: the stream was rewritten since the checkpoint".to_owned(),
@@ -440,6 +470,26 @@ mod tests {
         let problem = compare_with_log(&head, &forged).unwrap_err();
         assert_eq!(problem.seq, 5);
         assert!(problem.problem.contains("rewritten"), "{problem}");
+    }
+
+    #[test]
+    fn a_verified_stream_is_compared_by_its_event_at_the_head() {
+        let events = chain("agency:a", 5);
+        let head = head_of(&events[..3]);
+        compare_verified_stream(&head, 5, Some(&events[2])).unwrap();
+
+        let forged = forge_from(&events, 1, |payload| payload["name"] = "rewritten".into());
+        let problem = compare_verified_stream(&head, 5, Some(&forged[2])).unwrap_err();
+        assert_eq!(problem.seq, 3);
+        assert!(problem.problem.contains("rewritten"), "{problem}");
+
+        let problem = compare_verified_stream(&head, 2, None).unwrap_err();
+        assert_eq!(problem.seq, 3);
+        assert!(problem.problem.contains("ends before it"), "{problem}");
+
+        let empty = StreamHead { stream: "agency:a".to_owned(), seq: 0, hash: GENESIS_HASH.to_owned() };
+        compare_verified_stream(&empty, 0, None).unwrap();
+        assert!(compare_verified_stream(&head, 5, Some(&events[3])).is_err(), "the wrong event");
     }
 
     #[test]

@@ -4,6 +4,7 @@
 
 mod assessment_api;
 mod assessment_types;
+mod audit_api;
 mod history_api;
 mod mutation;
 mod query;
@@ -21,15 +22,16 @@ use crate::error::{AppError, LogDisplay};
 use crate::state::AppState;
 
 use assessment_api::{AssessmentMutation, AssessmentQuery};
+use audit_api::{AuditMutation, AuditQuery};
 use history_api::HistoryQuery;
 use mutation::CoreMutation;
 use query::CoreQuery;
 
 #[derive(async_graphql::MergedObject, Default)]
-pub struct Query(CoreQuery, AssessmentQuery, HistoryQuery);
+pub struct Query(CoreQuery, AssessmentQuery, HistoryQuery, AuditQuery);
 
 #[derive(async_graphql::MergedObject, Default)]
-pub struct Mutation(CoreMutation, AssessmentMutation);
+pub struct Mutation(CoreMutation, AssessmentMutation, AuditMutation);
 
 pub type AttestSchema = Schema<Query, Mutation, EmptySubscription>;
 

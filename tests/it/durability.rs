@@ -21,12 +21,14 @@ struct Server {
 }
 
 impl Server {
-    async fn start(db: &TestDb) -> Server {
+    /// Starts a server on `db`, keeping its signing key in `keys` (never the working directory).
+    async fn start(db: &TestDb, keys: &std::path::Path) -> Server {
         let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
         let mut child = Command::new(env!("CARGO_BIN_EXE_attest"))
             .arg("serve")
             .env("ATTEST_DATABASE_URL", db.url.expose())
             .env("ATTEST_LISTEN", format!("127.0.0.1:{port}"))
+            .env("ATTEST_KEY_FILE", keys.join("attest.key"))
             .env("ATTEST_ADMIN_EMAIL", ADMIN)
             .env("ATTEST_ADMIN_PASSWORD", PASSWORD)
             .env("ATTEST_LOGIN_DELAY_MS", "0")
@@ -86,8 +88,9 @@ async fn ok(client: &reqwest::Client, base: &str, token: Option<&str>, query: &s
 #[tokio::test]
 async fn acknowledged_writes_survive_sigkill_and_the_log_still_verifies() {
     let db = TestDb::new().await;
+    let keys = tempfile::tempdir().expect("a directory for the key");
     let client = reqwest::Client::new();
-    let server = Server::start(&db).await;
+    let server = Server::start(&db, keys.path()).await;
     let login = ok(
         &client,
         &server.base,
@@ -138,7 +141,7 @@ async fn acknowledged_writes_survive_sigkill_and_the_log_still_verifies() {
     for run in 0..3 {
         let running = match server.take() {
             Some(s) => s,
-            None => Server::start(&db).await,
+            None => Server::start(&db, keys.path()).await,
         };
         let base = running.base.clone();
         let mut writers = Vec::new();
@@ -179,7 +182,7 @@ async fn acknowledged_writes_survive_sigkill_and_the_log_still_verifies() {
         eprintln!("run {run}: killed after {pause} ms with {:?} acknowledged", acked.lock().await);
     }
 
-    let running = Server::start(&db).await;
+    let running = Server::start(&db, keys.path()).await;
     let answers = ok(
         &client,
         &running.base,

@@ -74,6 +74,8 @@ pub struct TestApp {
     pub state: AppState,
     shutdown: Option<oneshot::Sender<()>>,
     pub db: TestDb,
+    /// Holds the server's key file (`state.config.key_file`), removed afterwards.
+    pub key_dir: tempfile::TempDir,
 }
 
 pub fn test_config() -> ServeConfig {
@@ -91,7 +93,9 @@ impl TestApp {
     }
 
     pub async fn spawn_with(adjust: impl FnOnce(&mut ServeConfig)) -> TestApp {
+        let key_dir = tempfile::tempdir().expect("create a temporary directory");
         let mut config = test_config();
+        config.key_file = key_dir.path().join("attest.key");
         adjust(&mut config);
         let db = TestDb::new().await;
         let clock = Clock::manual_at(chrono::Utc::now());
@@ -109,7 +113,7 @@ impl TestApp {
             .expect("server runs");
         });
         let client = reqwest::Client::builder().timeout(Duration::from_secs(60)).build().expect("client");
-        TestApp { base, client, clock, state, shutdown: Some(tx), db }
+        TestApp { base, client, clock, state, shutdown: Some(tx), db, key_dir }
     }
 
     /// Sends a GraphQL request and returns the whole JSON response.

@@ -6,6 +6,7 @@ mod helpers;
 
 mod accounts;
 mod assessments;
+mod audit;
 mod authorization;
 mod browser;
 mod cli;

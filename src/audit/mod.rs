@@ -1,0 +1,347 @@
+//! Auditing the event log: signed checkpoints taken, stored and logged (on demand and
+//! periodically), what each caller may see of them, whole-log verification against the chain and
+//! against a kept checkpoint, and bundles of one assessment's stream for offline verification.
+//! The formats themselves are in `checkpoints`; this module wires them to the database.
+
+mod store;
+
+use std::collections::HashSet;
+use std::time::Duration;
+
+use chrono::SecondsFormat;
+use sea_orm::TransactionTrait;
+use serde_json::json;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+use crate::auth::Actor;
+use crate::checkpoints::{
+    Checkpoint, InclusionProof, SignedCheckpoint, StreamHead, StreamProblem, compare_verified_stream, inclusion_proofs,
+    write_bundle,
+};
+use crate::db::{self, Db, WriteTx};
+use crate::error::{AppError, LogDisplay};
+use crate::events::{self, Event, EventActor, Stream};
+use crate::ids::AssessmentId;
+use crate::policy::{self, Action, Resource};
+use crate::state::AppState;
+
+pub use store::StoredCheckpoint;
+
+/// The signature algorithm of the server key, as shown to clients.
+pub const KEY_ALGORITHM: &str = "Ed25519";
+
+/// Events read per query when a stream is loaded.
+const PAGE: u64 = 1000;
+
+/// A checkpoint as one caller may see it: the checkpoint itself, which names no stream, and only
+/// the heads of streams the caller may know of, each with its inclusion proof.
+#[derive(Clone, Debug)]
+pub struct CheckpointView {
+    pub id: i64,
+    pub checkpoint: Checkpoint,
+    pub heads: Vec<ProvenHead>,
+}
+
+/// A stream's head in a checkpoint with the proof that it is a leaf under the checkpoint's root.
+#[derive(Clone, Debug)]
+pub struct ProvenHead {
+    pub head: StreamHead,
+    pub proof: InclusionProof,
+}
+
+impl CheckpointView {
+    fn of(stored: &StoredCheckpoint, visible: impl Fn(&str) -> bool) -> CheckpointView {
+        let heads = inclusion_proofs(&stored.signed.heads, visible)
+            .into_iter()
+            .map(|(head, proof)| ProvenHead { head, proof })
+            .collect();
+        CheckpointView { id: stored.id, checkpoint: stored.signed.checkpoint.clone(), heads }
+    }
+}
+
+/// The server's public key, as 64 lowercase hex digits; any signed-in user may see it.
+pub fn server_key(state: &AppState, actor: &Actor) -> Result<String, AppError> {
+    policy::authorize(actor, Action::ViewAgency, Resource::agency(actor.agency_id))?;
+    Ok(state.key.public_key_hex())
+}
+
+/// Takes a checkpoint of the whole log now, stores it and records `checkpoint.created` in the
+/// `system` stream, all in one transaction. No policy: for the operator's command line and the
+/// periodic task; the API goes through `create_checkpoint_as`.
+pub async fn create_checkpoint(state: &AppState, actor: EventActor) -> Result<StoredCheckpoint, AppError> {
+    let tx = events::begin(&state.db, &Stream::System).await?;
+    let (heads, position) = store::heads_and_position(&*tx).await?;
+    let stored = sign_and_store(&tx, state, actor, heads, position).await?;
+    tx.commit().await?;
+    Ok(stored)
+}
+
+/// As `create_checkpoint`, unless the log is as the last checkpoint saw it.
+pub async fn create_checkpoint_if_changed(state: &AppState) -> Result<Option<StoredCheckpoint>, AppError> {
+    let tx = events::begin(&state.db, &Stream::System).await?;
+    let (heads, position) = store::heads_and_position(&*tx).await?;
+    let last = store::latest(&*tx, 1).await?;
+    if last.first().is_some_and(|last| !changed_since(&last.signed, heads.clone())) {
+        return Ok(None);
+    }
+    let stored = sign_and_store(&tx, state, EventActor::System, heads, position).await?;
+    tx.commit().await?;
+    Ok(Some(stored))
+}
+
+/// Whether `heads`, read now under the `system` head's lock, differ from what `last` committed
+/// to, apart from `last`'s own `checkpoint.created` event: the one event appended to `system`
+/// right after the head the checkpoint holds. Heads are compared, not positions, because on
+/// PostgreSQL an event with a lower position may commit after a later one.
+fn changed_since(last: &SignedCheckpoint, mut heads: Vec<StreamHead>) -> bool {
+    heads.sort_by(|a, b| a.stream.as_bytes().cmp(b.stream.as_bytes()));
+    let system = Stream::System.key();
+    heads.len() != last.heads.len()
+        || heads.iter().zip(&last.heads).any(|(now, then)| {
+            if now.stream != then.stream {
+                return true;
+            }
+            if now.stream == system { now.seq != then.seq + 1 } else { now.seq != then.seq || now.hash != then.hash }
+        })
+}
+
+/// Takes a checkpoint for an administrator, who is shown the heads of the agency's streams.
+pub async fn create_checkpoint_as(state: &AppState, actor: &Actor) -> Result<CheckpointView, AppError> {
+    policy::authorize(actor, Action::CreateCheckpoint, Resource::agency(actor.agency_id))?;
+    let stored = create_checkpoint(state, EventActor::User(actor.user_id)).await?;
+    let streams = agency_streams(state, actor).await?;
+    Ok(CheckpointView::of(&stored, |s| streams.contains(s)))
+}
+
+/// The newest checkpoints, for an administrator: each with the heads of the agency's streams.
+pub async fn checkpoints(state: &AppState, actor: &Actor, limit: u64) -> Result<Vec<CheckpointView>, AppError> {
+    policy::authorize(actor, Action::ReadCheckpoints, Resource::agency(actor.agency_id))?;
+    let streams = agency_streams(state, actor).await?;
+    let stored = store::latest(&state.db.conn, limit).await?;
+    Ok(stored.iter().map(|c| CheckpointView::of(c, |s| streams.contains(s))).collect())
+}
+
+/// The latest checkpoint covering an assessment's stream, showing that stream's head only, for
+/// those who may read the assessment's log. `None` before any checkpoint covers it.
+pub async fn assessment_checkpoint(
+    state: &AppState,
+    actor: &Actor,
+    id: AssessmentId,
+) -> Result<Option<CheckpointView>, AppError> {
+    let access = crate::assessments::assessment(state, actor, id).await?;
+    let resource = Resource::in_unit(access.assessment.agency_id, &access.ancestry, access.role);
+    policy::authorize(actor, Action::ReadAssessmentLog, resource)?;
+    let stream = Stream::Assessment(id).key();
+    // A stream once covered is covered by every later checkpoint, since heads are never removed:
+    // the newest checkpoint covers it, or none does.
+    let latest = store::latest(&state.db.conn, 1).await?;
+    Ok(latest.first().filter(|c| c.signed.head(&stream).is_some()).map(|c| CheckpointView::of(c, |s| s == stream)))
+}
+
+/// The streams of the actor's agency: its own and those of its assessments.
+async fn agency_streams(state: &AppState, actor: &Actor) -> Result<HashSet<String>, AppError> {
+    let conn = &state.db.conn;
+    let units: Vec<_> = db::org::list_units(conn, actor.agency_id).await?.into_iter().map(|u| u.id).collect();
+    let assessments = db::assessments::assessments_in_units(conn, &units).await?;
+    let mut streams: HashSet<String> = assessments.into_iter().map(|a| Stream::Assessment(a.id).key()).collect();
+    streams.insert(Stream::Agency(actor.agency_id).key());
+    Ok(streams)
+}
+
+/// Signs the heads and position read in `tx` (which holds the `system` stream's head), stores
+/// the checkpoint and logs it. The `system` head in the checkpoint is therefore the one before its
+/// own `checkpoint.created` event.
+async fn sign_and_store(
+    tx: &WriteTx,
+    state: &AppState,
+    actor: EventActor,
+    heads: Vec<StreamHead>,
+    position: i64,
+) -> Result<StoredCheckpoint, AppError> {
+    let at = crate::clock::from_micros(tx.now(&state.clock)).to_rfc3339_opts(SecondsFormat::Micros, true);
+    let signed = Checkpoint::create(&state.key, heads, position, at);
+    let id = store::insert(&**tx, &signed).await?;
+    let c = &signed.checkpoint;
+    let payload = json!({
+        "position": c.position,
+        "at": c.at,
+        "merkle_root": c.merkle_root,
+        "stream_count": c.stream_count,
+        "public_key": c.public_key,
+        "signature": c.signature,
+    });
+    events::append(tx, &state.clock, &Stream::System, "checkpoint.created", actor, payload).await?;
+    Ok(StoredCheckpoint { id, signed })
+}
+
+/// The background task that takes a checkpoint every interval when the log changed.
+pub struct PeriodicCheckpoints {
+    stop: oneshot::Sender<()>,
+    task: JoinHandle<()>,
+}
+
+impl PeriodicCheckpoints {
+    /// Starts the task, unless `config.checkpoint_interval_secs` is 0. The first checkpoint is
+    /// taken one interval after start.
+    pub fn start(state: AppState) -> Option<PeriodicCheckpoints> {
+        let secs = state.config.checkpoint_interval_secs;
+        if secs == 0 {
+            return None;
+        }
+        let period = Duration::from_secs(secs);
+        let (stop, mut stopped) = oneshot::channel();
+        let task = tokio::spawn(async move {
+            let mut ticks = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
+            ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tokio::select! {
+                    _ = &mut stopped => break,
+                    _ = ticks.tick() => match create_checkpoint_if_changed(&state).await {
+                        Ok(Some(c)) => tracing::info!(
+                            id = c.id,
+                            position = c.signed.checkpoint.position,
+                            streams = c.signed.checkpoint.stream_count,
+                            "checkpoint taken"
+                        ),
+                        Ok(None) => tracing::debug!("no checkpoint: nothing appended since the last one"),
+                        Err(err) => tracing::error!(error = %LogDisplay(&err), "periodic checkpoint failed"),
+                    },
+                }
+            }
+        });
+        Some(PeriodicCheckpoints { stop, task })
+    }
+
+    /// Stops the task, letting a checkpoint in progress finish.
+    pub async fn stop(self) {
+        let _ = self.stop.send(());
+        let _ = self.task.await;
+    }
+}
+
+/// What verifying the whole log found.
+#[derive(Clone, Debug, Default)]
+pub struct LogReport {
+    pub streams: u64,
+    pub events_checked: u64,
+    /// Streams the checkpoint covered, when one was given.
+    pub checkpoint_streams: u64,
+    /// At most one problem per stream, the first found, sorted by stream.
+    pub problems: Vec<StreamProblem>,
+}
+
+/// Checks every stream of the log, in one read snapshot: hashes, links, gap-free sequence and
+/// its head, reading each stream once, in pages. With a checkpoint (whose signature and heads the
+/// caller has verified), also checks that every stream it covers still holds exactly the events
+/// it committed to (`compare_with_log`'s rules); a stream that is gone or shorter is a problem
+/// too.
+pub async fn verify_log(db: &Db, checkpoint: Option<&SignedCheckpoint>) -> Result<LogReport, AppError> {
+    let tx = db.conn.begin().await?;
+    store::read_snapshot(&tx).await?;
+    let mut streams = store::streams(&tx).await?;
+    if let Some(signed) = checkpoint {
+        streams.extend(signed.heads.iter().map(|h| h.stream.clone()));
+        streams.sort();
+        streams.dedup();
+    }
+    let mut report = LogReport { streams: streams.len() as u64, ..LogReport::default() };
+    for stream in &streams {
+        let verification = events::verify_stream(&tx, stream).await?;
+        report.events_checked += verification.events_checked;
+        if let Some((seq, problem)) = verification.problem {
+            report.problems.push(StreamProblem { stream: stream.clone(), seq, problem });
+            continue;
+        }
+        let Some(head) = checkpoint.and_then(|signed| signed.head(stream)) else {
+            continue;
+        };
+        report.checkpoint_streams += 1;
+        // The chain was just verified in this snapshot, gap-free from sequence 1: what is left
+        // of `compare_with_log` is the event at the head's sequence, so one row is read, not the
+        // stream again.
+        let last_seq = i64::try_from(verification.events_checked).unwrap_or(i64::MAX);
+        let at_head = if (1..=last_seq).contains(&head.seq) {
+            db::events::page(&tx, stream, head.seq - 1, 1).await?.pop()
+        } else {
+            None
+        };
+        if let Err(problem) = compare_verified_stream(head, last_seq, at_head.as_ref()) {
+            report.problems.push(problem);
+        }
+    }
+    tx.rollback().await?;
+    Ok(report)
+}
+
+/// A stream's events from sequence 1 up to `up_to`, in pages.
+async fn read_stream(conn: &impl sea_orm::ConnectionTrait, stream: &str, up_to: i64) -> Result<Vec<Event>, AppError> {
+    let mut out = Vec::new();
+    let mut after = 0;
+    while after < up_to {
+        let limit = PAGE.min(u64::try_from(up_to - after).unwrap_or(PAGE));
+        let page = db::events::page(conn, stream, after, limit).await?;
+        let Some(last) = page.last() else { break };
+        after = last.seq;
+        out.extend(page);
+    }
+    Ok(out)
+}
+
+/// A bundle of one assessment's stream, with the checkpoint taken for it.
+pub struct Export {
+    pub stream: String,
+    pub bundle: String,
+    pub checkpoint: StoredCheckpoint,
+    pub events: u64,
+}
+
+/// Takes a fresh checkpoint (stored and logged) and writes the bundle of the assessment's stream
+/// up to its head in that checkpoint. No policy: for the operator's command line.
+pub async fn export_assessment(state: &AppState, id: AssessmentId) -> Result<Export, AppError> {
+    if db::assessments::get_assessment(&state.db.conn, id).await?.is_none() {
+        return Err(AppError::NotFound("assessment"));
+    }
+    let stream = Stream::Assessment(id).key();
+    let checkpoint = create_checkpoint(state, EventActor::System).await?;
+    let head = checkpoint.signed.head(&stream).ok_or(AppError::NotFound("assessment stream"))?;
+    let events = read_stream(&state.db.conn, &stream, head.seq).await?;
+    let bundle = write_bundle(&events, &checkpoint.signed, &stream)
+        .map_err(|e| AppError::internal(anyhow::anyhow!("cannot write the bundle of {stream}: {e}")))?;
+    Ok(Export { stream, bundle, checkpoint, events: events.len() as u64 })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::checkpoints::ServerKey;
+    use crate::events::GENESIS_HASH;
+
+    fn head(stream: &str, seq: i64, hash: &str) -> StreamHead {
+        StreamHead { stream: stream.to_owned(), seq, hash: hash.repeat(32) }
+    }
+
+    fn last() -> SignedCheckpoint {
+        let heads = vec![head("agency:a", 3, "aa"), head("system", 2, "bb")];
+        Checkpoint::create(&ServerKey::generate(), heads, 9, "2026-11-27T18:40:00.000000Z".to_owned())
+    }
+
+    #[test]
+    fn only_the_checkpoints_own_event_is_no_change() {
+        let now = vec![head("system", 3, "cc"), head("agency:a", 3, "aa")];
+        assert!(!changed_since(&last(), now));
+    }
+
+    #[test]
+    fn any_other_append_or_new_stream_is_a_change() {
+        assert!(changed_since(&last(), vec![head("agency:a", 4, "dd"), head("system", 3, "cc")]));
+        assert!(changed_since(&last(), vec![head("agency:a", 3, "aa"), head("system", 4, "cc")]));
+        let new_stream = StreamHead { stream: "agency:b".to_owned(), seq: 0, hash: GENESIS_HASH.to_owned() };
+        assert!(changed_since(&last(), vec![head("agency:a", 3, "aa"), new_stream, head("system", 3, "cc")]));
+    }
+
+    #[test]
+    fn a_rewritten_head_is_a_change() {
+        assert!(changed_since(&last(), vec![head("agency:a", 3, "ee"), head("system", 3, "cc")]));
+    }
+}
