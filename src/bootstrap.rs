@@ -27,7 +27,8 @@ pub async fn start(url: &DatabaseUrl, config: ServeConfig, clock: Clock) -> anyh
         tokio::time::sleep(std::time::Duration::from_millis(500 * attempt)).await;
     }
     let dummy_hash = password::dummy_hash().await.map_err(|e| anyhow::anyhow!("{}", LogDisplay(&e)))?;
-    let state = AppState { db, clock, config: Arc::new(config), dummy_hash: Arc::new(dummy_hash) };
+    let live = crate::live::Hub::new(db.clone(), url.clone(), crate::live::Settings::from_config(&config));
+    let state = AppState { db, clock, config: Arc::new(config), dummy_hash: Arc::new(dummy_hash), live };
     let installed = crate::assessments::install_builtin_templates(&state)
         .await
         .map_err(|e| anyhow::anyhow!("{}", LogDisplay(&e)))?;

@@ -41,8 +41,18 @@ pub async fn serve(
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
+    // Live delivery runs as long as the server; dropping `live` stops it and closes websockets.
+    let live = state.live.start();
+    let hub = state.live.clone();
+    let shutdown = async move {
+        shutdown.await;
+        // Websockets are not requests in flight: tell them to close now.
+        hub.stop();
+    };
     let app = router(state).into_make_service_with_connect_info::<SocketAddr>();
-    axum::serve(listener, app).with_graceful_shutdown(shutdown).await?;
+    let served = axum::serve(listener, app).with_graceful_shutdown(shutdown).await;
+    drop(live);
+    served?;
     Ok(())
 }
 

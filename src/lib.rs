@@ -11,6 +11,7 @@
 //! - `auth`: passwords, sessions, login throttling and the authenticated `Actor`.
 //! - `policy`: the one place where authorization is decided.
 //! - `agencies`: agencies, unit trees, users and roles.
+//! - `live`: event streams, presence and unit progress for subscribers, woken by commits.
 //! - `bootstrap`: starting a server and the first start on an empty database.
 //! - `graphql`: the API schema and its HTTP and websocket transports.
 //! - `http`: the web server around it.
@@ -32,6 +33,7 @@ pub mod events;
 pub mod graphql;
 pub mod http;
 pub mod ids;
+pub mod live;
 pub mod policy;
 pub mod state;
 pub mod templates;

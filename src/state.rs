@@ -6,6 +6,7 @@ use std::sync::Arc;
 use crate::clock::Clock;
 use crate::config::ServeConfig;
 use crate::db::Db;
+use crate::live::Hub;
 
 #[derive(Clone)]
 pub struct AppState {
@@ -15,4 +16,6 @@ pub struct AppState {
     /// An argon2 hash of a random password, checked when a login names an unknown account so
     /// that the answer takes as long as for a known one.
     pub dummy_hash: Arc<String>,
+    /// Live delivery: event streams, presence and progress subscriptions of this server.
+    pub live: Hub,
 }
