@@ -199,7 +199,7 @@ async fn connection(
         }));
     // The protocol writes into a small queue; this task alone writes to the socket, so that it can
     // also ping and time out while the protocol waits.
-    let (out_tx, mut out_rx) = mpsc::channel::<Message>(32);
+    let (out_tx, mut out_rx) = mpsc::channel::<Message>(8);
     let outbound =
         futures_util::sink::unfold(
             out_tx,

@@ -10,5 +10,6 @@ mod authorization;
 mod cli;
 mod errors;
 mod event_log;
+mod live;
 mod schema;
 mod templates;
