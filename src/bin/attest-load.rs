@@ -183,7 +183,9 @@ async fn client(
     mut stop: watch::Receiver<bool>,
 ) -> anyhow::Result<Vec<u64>> {
     let mut req = url.into_client_request()?;
-    req.headers_mut().insert("Sec-WebSocket-Protocol", "graphql-transport-ws".parse()?);
+    if init.is_some() {
+        req.headers_mut().insert("Sec-WebSocket-Protocol", "graphql-transport-ws".parse()?);
+    }
     let (mut ws, _) = tokio_tungstenite::connect_async(req).await?;
     if let Some((token, assessment, after)) = &init {
         ws.send(Message::Text(json!({ "type": "connection_init", "payload": { "token": token } }).to_string().into()))
