@@ -41,7 +41,9 @@ pub async fn start_with_key(
         tokio::time::sleep(std::time::Duration::from_millis(500 * attempt)).await;
     }
     let dummy_hash = password::dummy_hash().await.map_err(|e| anyhow::anyhow!("{}", LogDisplay(&e)))?;
-    let state = AppState { db, clock, config: Arc::new(config), dummy_hash: Arc::new(dummy_hash), key: Arc::new(key) };
+    let live = crate::live::Hub::new(db.clone(), url.clone(), crate::live::Settings::from_config(&config));
+    let state =
+        AppState { db, clock, config: Arc::new(config), dummy_hash: Arc::new(dummy_hash), key: Arc::new(key), live };
     let installed = crate::assessments::install_builtin_templates(&state)
         .await
         .map_err(|e| anyhow::anyhow!("{}", LogDisplay(&e)))?;

@@ -37,7 +37,7 @@ pub struct Cli {
 #[derive(Subcommand, Debug)]
 pub enum Command {
     /// Run pending migrations, then serve the API (what plain `attest` does).
-    Serve(ServeConfig),
+    Serve(Box<ServeConfig>),
     /// Run pending migrations and exit.
     Migrate,
     /// Print the GraphQL schema (SDL).
@@ -181,7 +181,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
     let key_file = cli.key.key_file;
     match cli.command {
         None => serve(&url, ServeConfig { key_file, ..ServeConfig::defaults() }).await,
-        Some(Command::Serve(config)) => serve(&url, ServeConfig { key_file, ..config }).await,
+        Some(Command::Serve(config)) => serve(&url, ServeConfig { key_file, ..*config }).await,
         Some(Command::Migrate) => {
             init_logging(LogFormat::Text);
             Db::connect(&url).await?.migrate().await?;

@@ -208,6 +208,37 @@ pub struct ServeConfig {
     #[arg(long, env = "ATTEST_COOKIE_SECURE", default_value_t = false)]
     pub cookie_secure: bool,
 
+    /// Largest accepted WebSocket message, in bytes.
+    #[arg(long, env = "ATTEST_WS_MAX_MESSAGE_BYTES", default_value_t = 64 * 1024)]
+    pub ws_max_message_bytes: usize,
+
+    /// WebSocket connections one user may hold open at once; more are refused.
+    #[arg(long, env = "ATTEST_WS_MAX_CONNECTIONS_PER_USER", default_value_t = 16)]
+    pub ws_max_connections_per_user: usize,
+
+    /// Seconds between the server's pings on an idle WebSocket connection.
+    #[arg(long, env = "ATTEST_WS_PING_SECS", default_value_t = 10)]
+    pub ws_ping_secs: u64,
+
+    /// A WebSocket connection from which nothing (not even a pong) arrived for this many seconds
+    /// is closed, and its presence ends.
+    #[arg(long, env = "ATTEST_WS_IDLE_TIMEOUT_SECS", default_value_t = 30)]
+    pub ws_idle_timeout_secs: u64,
+
+    /// Events buffered per live subscription; a subscriber further behind is cut off and told to
+    /// resume with `afterSeq`.
+    #[arg(long, env = "ATTEST_LIVE_BUFFER", default_value_t = 256)]
+    pub live_buffer: usize,
+
+    /// Milliseconds between safety reads of the log by live streams, in case a notification
+    /// was lost.
+    #[arg(long, env = "ATTEST_LIVE_POLL_MS", default_value_t = 5000)]
+    pub live_poll_ms: u64,
+
+    /// Least milliseconds between two `unitProgress` updates of one subscription.
+    #[arg(long, env = "ATTEST_LIVE_PROGRESS_INTERVAL_MS", default_value_t = 300)]
+    pub live_progress_interval_ms: u64,
+
     /// Log format.
     #[arg(long, env = "ATTEST_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,

@@ -45,8 +45,17 @@ pub async fn serve(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
     let checkpoints = crate::audit::PeriodicCheckpoints::start(state.clone());
+    // Live delivery runs as long as the server; dropping `live` stops it and closes websockets.
+    let live = state.live.start();
+    let hub = state.live.clone();
+    let shutdown = async move {
+        shutdown.await;
+        // Websockets are not requests in flight: tell them to close now.
+        hub.stop();
+    };
     let app = router(state).into_make_service_with_connect_info::<SocketAddr>();
     let served = axum::serve(listener, app).with_graceful_shutdown(shutdown).await;
+    drop(live);
     if let Some(checkpoints) = checkpoints {
         checkpoints.stop().await;
     }

@@ -16,6 +16,7 @@
 //!   current-state tables from the log.
 //! - `checkpoints`: signed checkpoints, Merkle proofs and bundles, independent of the database.
 //! - `audit`: checkpoints taken, stored and shown; whole-log verification; bundle export.
+//! - `live`: event streams, presence and unit progress for subscribers, woken by commits.
 //! - `bootstrap`: starting a server and the first start on an empty database.
 //! - `graphql`: the API schema and its HTTP and websocket transports.
 //! - `http`: the web server around it; `web`: the web application it serves.
@@ -40,6 +41,7 @@ pub mod events;
 pub mod graphql;
 pub mod http;
 pub mod ids;
+pub mod live;
 pub mod policy;
 pub mod replay;
 pub mod state;

@@ -7,6 +7,7 @@ use crate::checkpoints::ServerKey;
 use crate::clock::Clock;
 use crate::config::ServeConfig;
 use crate::db::Db;
+use crate::live::Hub;
 
 #[derive(Clone)]
 pub struct AppState {
@@ -18,4 +19,6 @@ pub struct AppState {
     pub dummy_hash: Arc<String>,
     /// The Ed25519 key that signs checkpoints, loaded (or created) from `config.key_file`.
     pub key: Arc<ServerKey>,
+    /// Live delivery: event streams, presence and progress subscriptions of this server.
+    pub live: Hub,
 }

@@ -8,13 +8,14 @@ mod audit_api;
 mod history_api;
 mod mutation;
 mod query;
+mod subscription;
 pub mod transport;
 mod types;
 
 use std::sync::Arc;
 
 use async_graphql::extensions::{Extension, ExtensionContext, ExtensionFactory, NextExecute, NextRequest};
-use async_graphql::{Context, EmptySubscription, ErrorExtensions, Response, Schema, ServerError};
+use async_graphql::{Context, ErrorExtensions, Response, Schema, ServerError};
 
 use crate::auth::{Actor, ClientAddress};
 use crate::config::ServeConfig;
@@ -26,14 +27,15 @@ use audit_api::{AuditMutation, AuditQuery};
 use history_api::HistoryQuery;
 use mutation::CoreMutation;
 use query::CoreQuery;
+use subscription::{LiveMutation, Subscription};
 
 #[derive(async_graphql::MergedObject, Default)]
 pub struct Query(CoreQuery, AssessmentQuery, HistoryQuery, AuditQuery);
 
 #[derive(async_graphql::MergedObject, Default)]
-pub struct Mutation(CoreMutation, AssessmentMutation, AuditMutation);
+pub struct Mutation(CoreMutation, AssessmentMutation, AuditMutation, LiveMutation);
 
-pub type AttestSchema = Schema<Query, Mutation, EmptySubscription>;
+pub type AttestSchema = Schema<Query, Mutation, Subscription>;
 
 /// What the HTTP layer learned about the caller, handed to every resolver.
 #[derive(Clone, Debug)]
@@ -47,7 +49,7 @@ pub struct Caller {
 pub fn build_schema(state: AppState) -> AttestSchema {
     let config: Arc<ServeConfig> = state.config.clone();
     let (answers, templates) = assessment_types::loaders(&state);
-    Schema::build(Query::default(), Mutation::default(), EmptySubscription)
+    Schema::build(Query::default(), Mutation::default(), Subscription)
         .data(state)
         .data(answers)
         .data(templates)
@@ -59,7 +61,7 @@ pub fn build_schema(state: AppState) -> AttestSchema {
 
 /// The SDL of the schema, as committed in `schema.graphql`.
 pub fn sdl() -> String {
-    Schema::build(Query::default(), Mutation::default(), EmptySubscription).finish().sdl()
+    Schema::build(Query::default(), Mutation::default(), Subscription).finish().sdl()
 }
 
 impl From<AppError> for async_graphql::Error {

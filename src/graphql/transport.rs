@@ -2,20 +2,25 @@
 //! (`/graphql/ws`, graphql-transport-ws).
 
 use std::net::SocketAddr;
-use std::time::Duration;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
 
 use async_graphql::http::GraphiQLSource;
 use async_graphql_axum::{GraphQLProtocol, GraphQLWebSocket};
 use axum::body::Body;
-use axum::extract::ws::WebSocketUpgrade;
+use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
 use axum::extract::{ConnectInfo, State};
 use axum::http::{HeaderMap, HeaderValue, Request, StatusCode, header};
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
+use futures_util::stream::{SplitSink, SplitStream};
+use futures_util::{SinkExt, StreamExt};
+use tokio::sync::mpsc;
 
 use super::{AttestSchema, Caller, build_schema};
-use crate::auth;
+use crate::auth::{self, ClientAddress};
 use crate::error::{AppError, LogDisplay};
 use crate::http::{client_address, same_origin, session_cookie, session_token};
 use crate::state::AppState;
@@ -114,29 +119,155 @@ async fn graphql_ws(
 ) -> Response {
     let address = client_address(&ep.state.config, &headers, peer);
     let cookie_token = if same_origin(&headers) { session_cookie(&headers) } else { None };
+    let max = ep.state.config.ws_max_message_bytes;
     upgrade
         .read_buffer_size(16 * 1024)
         .write_buffer_size(16 * 1024)
-        .max_message_size(ep.state.config.max_request_bytes)
+        .max_message_size(max)
+        .max_frame_size(max)
         .protocols(async_graphql::http::ALL_WEBSOCKET_PROTOCOLS)
-        .on_upgrade(move |socket| async move {
-            let state = ep.state.clone();
-            GraphQLWebSocket::new(socket, ep.schema.clone(), protocol)
-                .keepalive_timeout(Duration::from_secs(60))
-                .on_connection_init(move |payload| async move {
-                    let token = payload.get("token").and_then(|t| t.as_str()).map(str::to_owned).or(cookie_token);
-                    let token = token.ok_or_else(|| async_graphql::Error::new("authentication required"))?;
-                    let actor = auth::authenticate(&state, &token).await.map_err(|e| {
-                        if let AppError::Internal(_) = &e {
-                            tracing::error!(error = %LogDisplay(&e), "websocket authentication failed");
-                        }
-                        async_graphql::Error::new(e.client_message())
-                    })?;
-                    let mut data = async_graphql::Data::default();
-                    data.insert(Caller { actor: Some(actor), refused: None, address });
-                    Ok(data)
-                })
-                .serve()
-                .await
+        .on_upgrade(move |socket| connection(ep, socket, protocol, address, cookie_token))
+}
+
+/// Close codes of graphql-transport-ws, and the ones this server adds.
+mod close {
+    pub const GOING_AWAY: u16 = 1001;
+    pub const INTERNAL: u16 = 1011;
+    pub const IDLE: u16 = 3008;
+    pub const UNAUTHORIZED: u16 = 4401;
+    pub const FORBIDDEN: u16 = 4403;
+    pub const INIT_TIMEOUT: u16 = 4408;
+    pub const TOO_MANY: u16 = 4429;
+}
+
+/// One websocket connection: `connection_init` and authentication first (refusals close with
+/// 4401, 4403 or 4429), then the GraphQL protocol, with pings to the client and an idle timeout
+/// so that a vanished client is noticed.
+async fn connection(
+    ep: Endpoint,
+    socket: WebSocket,
+    protocol: GraphQLProtocol,
+    address: ClientAddress,
+    cookie_token: Option<String>,
+) {
+    let config = ep.state.config.clone();
+    let idle = Duration::from_secs(config.ws_idle_timeout_secs.max(1));
+    let ping_every = Duration::from_secs(config.ws_ping_secs.max(1));
+    let (mut tx, mut rx) = socket.split();
+
+    let init = match tokio::time::timeout(idle, first_text(&mut rx)).await {
+        Ok(Some(text)) => text,
+        Ok(None) => return,
+        Err(_) => return close(&mut tx, close::INIT_TIMEOUT, "connection initialisation timeout").await,
+    };
+    let payload = match serde_json::from_str::<serde_json::Value>(&init) {
+        Ok(v) if v["type"] == "connection_init" => v.get("payload").cloned().unwrap_or_default(),
+        _ => return close(&mut tx, close::UNAUTHORIZED, "unauthorized: send connection_init first").await,
+    };
+    let token = payload.get("token").and_then(|t| t.as_str()).map(str::to_owned).or(cookie_token);
+    let Some(token) = token else {
+        return close(&mut tx, close::UNAUTHORIZED, "authentication required").await;
+    };
+    let actor = match auth::authenticate(&ep.state, &token).await {
+        Ok(actor) => actor,
+        Err(err) => {
+            let code = match &err {
+                AppError::Unauthenticated(_) => close::UNAUTHORIZED,
+                AppError::Forbidden(_) | AppError::NotFound(_) => close::FORBIDDEN,
+                AppError::Internal(_) => {
+                    tracing::error!(error = %LogDisplay(&err), "websocket authentication failed");
+                    close::INTERNAL
+                }
+                _ => close::FORBIDDEN,
+            };
+            return close(&mut tx, code, &err.client_message()).await;
+        }
+    };
+    let limit = config.ws_max_connections_per_user;
+    let Some(_slot) = ep.state.live.connect(actor.user_id, limit) else {
+        let reason = format!("too many connections for this user (at most {limit}); close another first");
+        return close(&mut tx, close::TOO_MANY, &reason).await;
+    };
+
+    // Everything the client sends, pongs included, counts as a sign of life.
+    let started = Instant::now();
+    let seen = Arc::new(AtomicU64::new(0));
+    let seen_in = seen.clone();
+    let inbound =
+        futures_util::stream::once(std::future::ready(Ok(Message::Text(init.into())))).chain(rx.inspect(move |_| {
+            seen_in.store(u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX), Ordering::Relaxed);
+        }));
+    // The protocol writes into a small queue; this task alone writes to the socket, so that it can
+    // also ping and time out while the protocol waits.
+    let (out_tx, mut out_rx) = mpsc::channel::<Message>(8);
+    let outbound =
+        futures_util::sink::unfold(
+            out_tx,
+            |out_tx, msg: Message| async move { out_tx.send(msg).await.map(|()| out_tx) },
+        );
+    let caller = Caller { actor: Some(actor), refused: None, address };
+    let serve = GraphQLWebSocket::new_with_pair(outbound, inbound, ep.schema.clone(), protocol)
+        .on_connection_init(move |_| async move {
+            let mut data = async_graphql::Data::default();
+            data.insert(caller);
+            Ok(data)
         })
+        .serve();
+    tokio::pin!(serve);
+    let mut serving = true;
+    let mut ping = tokio::time::interval_at(tokio::time::Instant::now() + ping_every, ping_every);
+    let idle_check = tokio::time::sleep(idle);
+    tokio::pin!(idle_check);
+    let mut shutdown = ep.state.live.shutting_down();
+    loop {
+        tokio::select! {
+            _ = &mut serve, if serving => serving = false,
+            msg = out_rx.recv() => {
+                let Some(msg) = msg else { break };
+                let closing = matches!(msg, Message::Close(_));
+                // A client that takes no data for this long is as good as gone.
+                match tokio::time::timeout(idle, tx.send(msg)).await {
+                    Ok(Ok(())) if !closing => {}
+                    _ => break,
+                }
+            }
+            _ = ping.tick() => {
+                if !matches!(tokio::time::timeout(idle, tx.send(Message::Ping(Default::default()))).await, Ok(Ok(()))) {
+                    break;
+                }
+            }
+            _ = &mut idle_check => {
+                let last = Duration::from_millis(seen.load(Ordering::Relaxed));
+                let quiet = started.elapsed().saturating_sub(last);
+                if quiet >= idle {
+                    let reason = format!("nothing received for {} s", idle.as_secs());
+                    return close(&mut tx, close::IDLE, &reason).await;
+                }
+                idle_check.as_mut().reset(tokio::time::Instant::from_std(started + last + idle));
+            }
+            _ = shutdown.changed() => return close(&mut tx, close::GOING_AWAY, "server shutting down").await,
+        }
+    }
+}
+
+/// The first text message, skipping pings; `None` if the connection closes first.
+async fn first_text(rx: &mut SplitStream<WebSocket>) -> Option<String> {
+    while let Some(Ok(msg)) = rx.next().await {
+        match msg {
+            Message::Text(text) => return Some(text.as_str().to_owned()),
+            Message::Ping(_) | Message::Pong(_) => continue,
+            Message::Binary(_) | Message::Close(_) => return None,
+        }
+    }
+    None
+}
+
+async fn close(tx: &mut SplitSink<WebSocket, Message>, code: u16, reason: &str) {
+    // A close reason is limited to 123 bytes by the protocol.
+    let mut end = reason.len().min(123);
+    while !reason.is_char_boundary(end) {
+        end -= 1;
+    }
+    let frame = CloseFrame { code, reason: reason[..end].to_owned().into() };
+    let _ = tokio::time::timeout(Duration::from_secs(5), tx.send(Message::Close(Some(frame)))).await;
 }

@@ -236,3 +236,142 @@ impl Drop for TestApp {
 pub fn code(body: &Value) -> &str {
     body["errors"][0]["extensions"]["code"].as_str().unwrap_or_else(|| panic!("expected an error with a code: {body}"))
 }
+
+/// A graphql-transport-ws client connection.
+pub struct Ws {
+    socket: tokio_tungstenite::WebSocketStream<tokio::net::TcpStream>,
+}
+
+/// How long a test waits for a message that should come.
+pub const WAIT: Duration = Duration::from_secs(30);
+
+impl TestApp {
+    /// Opens `/graphql/ws` without sending anything yet. With `recv_buffer`, the client socket's
+    /// receive buffer is that small, so that a client that stops reading is soon noticed.
+    pub async fn ws_raw(&self, recv_buffer: Option<u32>) -> Ws {
+        use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+        let addr: std::net::SocketAddr = self.base.trim_start_matches("http://").parse().expect("server address");
+        let socket = tokio::net::TcpSocket::new_v4().expect("socket");
+        if let Some(size) = recv_buffer {
+            socket.set_recv_buffer_size(size).expect("receive buffer size");
+        }
+        let stream = socket.connect(addr).await.expect("connect");
+        let mut req = format!("ws://{addr}/graphql/ws").into_client_request().expect("request");
+        req.headers_mut().insert("Sec-WebSocket-Protocol", "graphql-transport-ws".parse().expect("header"));
+        let (socket, _) = tokio_tungstenite::client_async(req, stream).await.expect("websocket handshake");
+        Ws { socket }
+    }
+
+    /// Opens `/graphql/ws` and completes `connection_init` with the token.
+    pub async fn ws(&self, token: &str) -> Ws {
+        self.ws_with(token, None).await
+    }
+
+    pub async fn ws_with(&self, token: &str, recv_buffer: Option<u32>) -> Ws {
+        let mut ws = self.ws_raw(recv_buffer).await;
+        ws.send(json!({ "type": "connection_init", "payload": { "token": token } })).await;
+        let ack = ws.next().await;
+        assert_eq!(ack["type"], "connection_ack", "{ack}");
+        ws
+    }
+}
+
+impl Ws {
+    pub async fn send(&mut self, message: Value) {
+        use futures_util::SinkExt;
+        use tokio_tungstenite::tungstenite::Message;
+        self.socket.send(Message::Text(message.to_string().into())).await.expect("send");
+    }
+
+    /// Starts a subscription (or any operation) under `id`.
+    pub async fn subscribe(&mut self, id: &str, query: &str, variables: Value) {
+        self.send(json!({ "id": id, "type": "subscribe", "payload": { "query": query, "variables": variables } }))
+            .await;
+    }
+
+    /// The next protocol message, or a panic if the connection closes or nothing comes in time.
+    pub async fn next(&mut self) -> Value {
+        match self.next_or_close().await {
+            Ok(message) => message,
+            Err((code, reason)) => panic!("connection closed ({code}): {reason}"),
+        }
+    }
+
+    /// The next protocol message, or the close code and reason.
+    pub async fn next_or_close(&mut self) -> Result<Value, (u16, String)> {
+        use futures_util::StreamExt;
+        use tokio_tungstenite::tungstenite::Message;
+        loop {
+            let msg = tokio::time::timeout(WAIT, self.socket.next()).await.expect("a message in time");
+            match msg {
+                Some(Ok(Message::Text(text))) => {
+                    let value: Value = serde_json::from_str(text.as_str()).expect("JSON message");
+                    if value["type"] == "ping" {
+                        self.send(json!({ "type": "pong" })).await;
+                        continue;
+                    }
+                    return Ok(value);
+                }
+                Some(Ok(Message::Close(frame))) => {
+                    return Err(frame.map_or((1005, String::new()), |f| (f.code.into(), f.reason.as_str().to_owned())));
+                }
+                Some(Ok(_)) => continue,
+                Some(Err(e)) => return Err((1006, e.to_string())),
+                None => return Err((1006, "connection ended".into())),
+            }
+        }
+    }
+
+    /// The next `next` payload of subscription `id`, skipping other subscriptions' messages.
+    pub async fn next_of(&mut self, id: &str) -> Value {
+        loop {
+            let msg = self.next().await;
+            if msg["id"] == id {
+                assert!(msg["type"] == "next" || msg["type"] == "error", "unexpected message {msg}");
+                return msg["payload"].clone();
+            }
+        }
+    }
+
+    /// Waits for the server to close the connection, returning the code and reason.
+    pub async fn closed(&mut self) -> (u16, String) {
+        loop {
+            if let Err(close) = self.next_or_close().await {
+                return close;
+            }
+        }
+    }
+
+    pub async fn close(mut self) {
+        let _ = self.socket.close(None).await;
+    }
+}
+
+impl TestApp {
+    /// A second server on the same database as this one (for several servers sharing
+    /// PostgreSQL). The database belongs to `self` and is dropped with it.
+    pub async fn spawn_beside(&self, adjust: impl FnOnce(&mut ServeConfig)) -> TestApp {
+        let mut config = test_config();
+        adjust(&mut config);
+        // The same key as the first server: several servers of one deployment share it.
+        let key_dir = tempfile::tempdir().expect("create a temporary directory");
+        config.key_file = key_dir.path().join("attest.key");
+        std::fs::copy(&self.state.config.key_file, &config.key_file).expect("copy the server key");
+        let db = TestDb { url: self.db.url.clone(), pg_drop: None, _dir: None };
+        let clock = Clock::manual_at(chrono::Utc::now());
+        let state = attest::bootstrap::start(&db.url, config, clock.clone()).await.expect("server state");
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let base = format!("http://{}", listener.local_addr().expect("address"));
+        let (tx, rx) = oneshot::channel();
+        let server_state = state.clone();
+        tokio::spawn(async move {
+            attest::http::serve(server_state, listener, async {
+                let _ = rx.await;
+            })
+            .await
+            .expect("server runs");
+        });
+        let client = reqwest::Client::builder().timeout(Duration::from_secs(60)).build().expect("client");
+        TestApp { base, client, clock, state, shutdown: Some(tx), db, key_dir }
+    }
+}

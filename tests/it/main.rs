@@ -13,6 +13,7 @@ mod cli;
 mod durability;
 mod errors;
 mod event_log;
+mod live;
 mod replay;
 mod schema;
 mod templates;

@@ -1,0 +1,518 @@
+//! `attest-load`: measures live delivery. It starts an Attest server (or targets one), opens N
+//! graphql-transport-ws connections each subscribed to one assessment's events, drives answers
+//! at a given rate, and reports mutation throughput, delivery latency from the event's commit
+//! time (`at`) to receipt, and the server's memory per connection. Beside it, in the same run,
+//! a bare axum websocket broadcast server sends frames of the same shape to the same number of
+//! plain websocket connections, as a baseline.
+
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use clap::{Args, Parser, Subcommand};
+use futures_util::{SinkExt, StreamExt};
+use serde_json::{Value, json};
+use tokio::sync::{Semaphore, broadcast, watch};
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+
+#[derive(Parser)]
+#[command(name = "attest-load", about = "Measures live delivery of Attest against a bare websocket broadcast")]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+    #[command(flatten)]
+    run: RunArgs,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Serve the baseline: a bare axum websocket broadcast (started by the tool itself).
+    BaselineServer {
+        #[arg(long)]
+        listen: std::net::SocketAddr,
+    },
+}
+
+#[derive(Args, Clone)]
+struct RunArgs {
+    /// Subscribed websocket connections.
+    #[arg(long, default_value_t = 1000)]
+    connections: usize,
+    /// Answers written per second.
+    #[arg(long, default_value_t = 100)]
+    rate: u64,
+    /// Seconds of writing.
+    #[arg(long, default_value_t = 20)]
+    duration: u64,
+    /// Answers in flight at once, at most.
+    #[arg(long, default_value_t = 16)]
+    writers: usize,
+    /// Target a running server (`http://host:port`) instead of starting one.
+    #[arg(long)]
+    server: Option<String>,
+    /// Administrator of the targeted server.
+    #[arg(long, default_value = "admin@load.test")]
+    admin_email: String,
+    #[arg(long, default_value = "load test password")]
+    admin_password: String,
+    /// The `attest` binary to start (default: next to this one).
+    #[arg(long)]
+    attest_bin: Option<PathBuf>,
+    /// Skip the bare websocket baseline.
+    #[arg(long)]
+    no_baseline: bool,
+}
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    match cli.command {
+        Some(Command::BaselineServer { listen }) => rt.block_on(baseline_server(listen)),
+        None => rt.block_on(run(cli.run)),
+    }
+}
+
+/// A child process killed when dropped.
+struct Child(tokio::process::Child);
+
+impl Drop for Child {
+    fn drop(&mut self) {
+        let _ = self.0.start_kill();
+    }
+}
+
+fn free_port() -> anyhow::Result<u16> {
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+}
+
+fn sibling(name: &str) -> anyhow::Result<PathBuf> {
+    let me = std::env::current_exe()?;
+    Ok(me.with_file_name(name))
+}
+
+async fn wait_healthy(http: &reqwest::Client, base: &str) -> anyhow::Result<()> {
+    for _ in 0..300 {
+        if http.get(format!("{base}/healthz")).send().await.is_ok_and(|r| r.status().is_success()) {
+            return Ok(());
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    bail!("{base} did not become healthy")
+}
+
+/// VmRSS of a process, in KiB.
+fn rss_kib(pid: u32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
+    line.split_whitespace().nth(1)?.parse().ok()
+}
+
+async fn graphql(
+    http: &reqwest::Client,
+    base: &str,
+    token: Option<&str>,
+    query: &str,
+    vars: Value,
+) -> anyhow::Result<Value> {
+    let mut req = http.post(format!("{base}/graphql")).json(&json!({ "query": query, "variables": vars }));
+    if let Some(t) = token {
+        req = req.bearer_auth(t);
+    }
+    let body: Value = req.send().await?.json().await?;
+    if let Some(errors) = body.get("errors") {
+        bail!("GraphQL errors: {errors}");
+    }
+    Ok(body["data"].clone())
+}
+
+/// What a set of clients saw.
+struct Outcome {
+    connected: usize,
+    rss_before_kib: Option<u64>,
+    rss_after_kib: Option<u64>,
+    sent: u64,
+    send_secs: f64,
+    delivered: u64,
+    expected: u64,
+    latencies_us: Vec<u64>,
+}
+
+impl Outcome {
+    fn print(&self, name: &str) {
+        let mut l = self.latencies_us.clone();
+        l.sort_unstable();
+        let pct = |p: f64| l.get(((l.len() as f64 * p) as usize).min(l.len().saturating_sub(1))).copied().unwrap_or(0);
+        let per_conn = match (self.rss_before_kib, self.rss_after_kib) {
+            (Some(b), Some(a)) if self.connected > 0 => {
+                format!("{:.1} KiB", (a.saturating_sub(b)) as f64 / self.connected as f64)
+            }
+            _ => "n/a".into(),
+        };
+        println!("== {name}");
+        println!("connections:            {}", self.connected);
+        println!(
+            "server RSS:             {} KiB before, {} KiB after connecting ({per_conn} per connection)",
+            self.rss_before_kib.map_or("?".into(), |v| v.to_string()),
+            self.rss_after_kib.map_or("?".into(), |v| v.to_string())
+        );
+        println!(
+            "changes:                {} in {:.1} s ({:.1}/s)",
+            self.sent,
+            self.send_secs,
+            self.sent as f64 / self.send_secs
+        );
+        println!("deliveries:             {} of {} expected", self.delivered, self.expected);
+        println!(
+            "latency commit->client: p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms",
+            pct(0.50) as f64 / 1000.0,
+            pct(0.99) as f64 / 1000.0,
+            l.last().copied().unwrap_or(0) as f64 / 1000.0
+        );
+    }
+}
+
+/// Receives frames on one connection, recording latency from each event's `at` to now.
+async fn client(
+    url: String,
+    init: Option<(String, String, i64)>,
+    ready: Arc<AtomicU64>,
+    mut stop: watch::Receiver<bool>,
+) -> anyhow::Result<Vec<u64>> {
+    let mut req = url.into_client_request()?;
+    if init.is_some() {
+        req.headers_mut().insert("Sec-WebSocket-Protocol", "graphql-transport-ws".parse()?);
+    }
+    let (mut ws, _) = tokio_tungstenite::connect_async(req).await?;
+    if let Some((token, assessment, after)) = &init {
+        ws.send(Message::Text(json!({ "type": "connection_init", "payload": { "token": token } }).to_string().into()))
+            .await?;
+        let ack = ws.next().await.context("closed before ack")??;
+        if !ack.to_text().unwrap_or("").contains("connection_ack") {
+            bail!("no ack: {ack:?}");
+        }
+        let sub = json!({ "id": "1", "type": "subscribe", "payload": {
+            "query": "subscription($id: ID!, $after: Int) { assessmentEvents(assessmentId: $id, afterSeq: $after) { seq at } }",
+            "variables": { "id": assessment, "after": after } } });
+        ws.send(Message::Text(sub.to_string().into())).await?;
+    }
+    ready.fetch_add(1, Ordering::Relaxed);
+    let mut latencies = Vec::new();
+    loop {
+        tokio::select! {
+            msg = ws.next() => {
+                let Some(msg) = msg else { break };
+                let Message::Text(text) = msg? else { continue };
+                let now = chrono::Utc::now();
+                let v: Value = serde_json::from_str(text.as_str())?;
+                if v["type"] == "ping" {
+                    ws.send(Message::Text(json!({ "type": "pong" }).to_string().into())).await?;
+                    continue;
+                }
+                let Some(at) = v["payload"]["data"]["assessmentEvents"]["at"].as_str() else {
+                    if v["payload"]["errors"].is_array() {
+                        bail!("subscription error: {}", v["payload"]);
+                    }
+                    continue;
+                };
+                let at = chrono::DateTime::parse_from_rfc3339(at)?;
+                latencies.push(u64::try_from((now - at.with_timezone(&chrono::Utc)).num_microseconds().unwrap_or(0)).unwrap_or(0));
+            }
+            _ = stop.changed() => break,
+        }
+    }
+    Ok(latencies)
+}
+
+/// Opens `n` clients, a few at a time, and waits until all are connected.
+async fn open_clients(
+    n: usize,
+    url: &str,
+    init: Option<(String, String, i64)>,
+    stop: &watch::Receiver<bool>,
+) -> (Vec<tokio::task::JoinHandle<anyhow::Result<Vec<u64>>>>, usize) {
+    let ready = Arc::new(AtomicU64::new(0));
+    let gate = Arc::new(Semaphore::new(64));
+    let mut handles = Vec::with_capacity(n);
+    for _ in 0..n {
+        let permit = gate.clone().acquire_owned().await.expect("the semaphore is never closed");
+        let (url, init, ready2, stop) = (url.to_owned(), init.clone(), ready.clone(), stop.clone());
+        handles.push(tokio::spawn(async move {
+            let r = client(url, init, ready2, stop);
+            drop(permit);
+            r.await
+        }));
+    }
+    // Wait until every client is ready or has failed.
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while (ready.load(Ordering::Relaxed) as usize) < n - handles.iter().filter(|h| h.is_finished()).count()
+        && Instant::now() < deadline
+    {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let failed = handles.iter().filter(|h| h.is_finished()).count();
+    (handles, n - failed)
+}
+
+async fn collect(handles: Vec<tokio::task::JoinHandle<anyhow::Result<Vec<u64>>>>) -> (Vec<u64>, Option<String>) {
+    let mut all = Vec::new();
+    let mut first_error = None;
+    for h in handles {
+        match h.await {
+            Ok(Ok(l)) => all.extend(l),
+            Ok(Err(e)) => {
+                first_error.get_or_insert_with(|| format!("{e:#}"));
+            }
+            Err(e) => {
+                first_error.get_or_insert_with(|| e.to_string());
+            }
+        }
+    }
+    (all, first_error)
+}
+
+async fn run(args: RunArgs) -> anyhow::Result<()> {
+    let http = reqwest::Client::builder().timeout(Duration::from_secs(60)).build()?;
+    let dir = std::env::temp_dir().join(format!("attest-load-{}", std::process::id()));
+    std::fs::create_dir_all(&dir)?;
+    let (base, _server, server_pid) = match &args.server {
+        Some(base) => (base.trim_end_matches('/').to_owned(), None, None),
+        None => {
+            let port = free_port()?;
+            let bin = match &args.attest_bin {
+                Some(b) => b.clone(),
+                None => sibling("attest")?,
+            };
+            let child = tokio::process::Command::new(&bin)
+                .arg("serve")
+                .env("ATTEST_LISTEN", format!("127.0.0.1:{port}"))
+                .env("ATTEST_DATABASE_URL", format!("sqlite://{}?mode=rwc", dir.join("attest.db").display()))
+                .env("ATTEST_ADMIN_EMAIL", &args.admin_email)
+                .env("ATTEST_ADMIN_PASSWORD", &args.admin_password)
+                .env("ATTEST_WS_MAX_CONNECTIONS_PER_USER", (args.connections + 16).to_string())
+                .env("ATTEST_LOG", "warn")
+                .stdout(Stdio::null())
+                .spawn()
+                .with_context(|| format!("starting {}", bin.display()))?;
+            let pid = child.id();
+            (format!("http://127.0.0.1:{port}"), Some(Child(child)), pid)
+        }
+    };
+    wait_healthy(&http, &base).await?;
+    let login = graphql(
+        &http,
+        &base,
+        None,
+        "mutation($e: String!, $p: String!) { login(email: $e, password: $p) { token } }",
+        json!({ "e": args.admin_email, "p": args.admin_password }),
+    )
+    .await?;
+    let token = login["login"]["token"].as_str().context("no token")?.to_owned();
+    let unit = graphql(&http, &base, Some(&token), "mutation { createUnit(name: \"Load\") { id } }", json!({})).await?
+        ["createUnit"]["id"]
+        .as_str()
+        .context("no unit")?
+        .to_owned();
+    let templates = graphql(&http, &base, Some(&token), "{ templates { id key } }", json!({})).await?;
+    let template = templates["templates"]
+        .as_array()
+        .and_then(|t| t.iter().find(|t| t["key"] == "ai-readiness"))
+        .and_then(|t| t["id"].as_str())
+        .context("no readiness template")?
+        .to_owned();
+    let created = graphql(
+        &http,
+        &base,
+        Some(&token),
+        "mutation($i: CreateAssessmentInput!) { createAssessment(input: $i) { id } }",
+        json!({ "i": { "unitId": unit, "templateId": template, "title": "Load" } }),
+    )
+    .await?;
+    let assessment = created["createAssessment"]["id"].as_str().context("no assessment")?.to_owned();
+    // Warm up: the first answer also moves the status; start after it.
+    set_answer(&http, &base, &token, &assessment, 0).await?;
+    let head = graphql(
+        &http,
+        &base,
+        Some(&token),
+        "query($s: String!) { events(stream: $s, first: 100) { nodes { seq } } }",
+        json!({ "s": format!("assessment:{assessment}") }),
+    )
+    .await?["events"]["nodes"]
+        .as_array()
+        .map_or(0, |n| n.len() as i64);
+
+    // Attest.
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let rss_before = server_pid.and_then(rss_kib);
+    let ws_url = format!("{}/graphql/ws", base.replacen("http://", "ws://", 1));
+    let (handles, connected) =
+        open_clients(args.connections, &ws_url, Some((token.clone(), assessment.clone(), head)), &stop_rx).await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let rss_after = server_pid.and_then(rss_kib);
+    eprintln!("attest: {connected} connections open; writing");
+    let (sent, send_secs) = drive(args.rate, args.duration, args.writers, |i| {
+        let (http, base, token, assessment) = (http.clone(), base.clone(), token.clone(), assessment.clone());
+        async move { set_answer(&http, &base, &token, &assessment, i + 1).await }
+    })
+    .await;
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    stop_tx.send_replace(true);
+    let (latencies, error) = collect(handles).await;
+    if let Some(e) = error {
+        eprintln!("attest: a client failed: {e}");
+    }
+    let attest = Outcome {
+        connected,
+        rss_before_kib: rss_before,
+        rss_after_kib: rss_after,
+        sent,
+        send_secs,
+        delivered: latencies.len() as u64,
+        expected: sent * connected as u64,
+        latencies_us: latencies,
+    };
+    attest.print("attest (graphql-transport-ws, assessmentEvents)");
+    drop(_server);
+
+    if args.no_baseline {
+        return Ok(());
+    }
+    // Baseline: the same number of plain websocket connections and the same rate.
+    let port = free_port()?;
+    let child = tokio::process::Command::new(std::env::current_exe()?)
+        .args(["baseline-server", "--listen", &format!("127.0.0.1:{port}")])
+        .stdout(Stdio::null())
+        .spawn()?;
+    let pid = child.id();
+    let _baseline = Child(child);
+    let base = format!("http://127.0.0.1:{port}");
+    wait_healthy(&http, &base).await?;
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let rss_before = pid.and_then(rss_kib);
+    let (handles, connected) =
+        open_clients(args.connections, &format!("ws://127.0.0.1:{port}/ws"), None, &stop_rx).await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let rss_after = pid.and_then(rss_kib);
+    eprintln!("baseline: {connected} connections open; publishing");
+    let (sent, send_secs) = drive(args.rate, args.duration, args.writers, |i| {
+        let (http, base) = (http.clone(), base.clone());
+        async move {
+            http.post(format!("{base}/publish")).body(i.to_string()).send().await?.error_for_status()?;
+            Ok(())
+        }
+    })
+    .await;
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    stop_tx.send_replace(true);
+    let (latencies, error) = collect(handles).await;
+    if let Some(e) = error {
+        eprintln!("baseline: a client failed: {e}");
+    }
+    Outcome {
+        connected,
+        rss_before_kib: rss_before,
+        rss_after_kib: rss_after,
+        sent,
+        send_secs,
+        delivered: latencies.len() as u64,
+        expected: sent * connected as u64,
+        latencies_us: latencies,
+    }
+    .print("baseline (bare axum websocket broadcast)");
+    let _ = std::fs::remove_dir_all(&dir);
+    Ok(())
+}
+
+async fn set_answer(http: &reqwest::Client, base: &str, token: &str, assessment: &str, i: u64) -> anyhow::Result<()> {
+    graphql(
+        http,
+        base,
+        Some(token),
+        "mutation($i: SetAnswerInput!) { setAnswer(input: $i) { revision } }",
+        json!({ "i": { "assessmentId": assessment, "questionId": "rd-leadership-evidence", "value": format!("change {i}") } }),
+    )
+    .await?;
+    Ok(())
+}
+
+/// Calls `op` `rate` times per second for `secs` seconds, at most `writers` at once; returns how
+/// many succeeded and the seconds it took until the last one finished.
+async fn drive<F, Fut>(rate: u64, secs: u64, writers: usize, op: F) -> (u64, f64)
+where
+    F: Fn(u64) -> Fut,
+    Fut: Future<Output = anyhow::Result<()>> + Send + 'static,
+{
+    let done = Arc::new(AtomicU64::new(0));
+    let gate = Arc::new(Semaphore::new(writers.max(1)));
+    let start = Instant::now();
+    let mut tick = tokio::time::interval(Duration::from_micros(1_000_000 / rate.max(1)));
+    let mut tasks = Vec::new();
+    for i in 0..rate * secs {
+        tick.tick().await;
+        let permit = gate.clone().acquire_owned().await.expect("the semaphore is never closed");
+        let (fut, done) = (op(i), done.clone());
+        tasks.push(tokio::spawn(async move {
+            match fut.await {
+                Ok(()) => {
+                    done.fetch_add(1, Ordering::Relaxed);
+                }
+                Err(e) => eprintln!("a change failed: {e:#}"),
+            }
+            drop(permit);
+        }));
+    }
+    for t in tasks {
+        let _ = t.await;
+    }
+    (done.load(Ordering::Relaxed), start.elapsed().as_secs_f64())
+}
+
+/// The baseline: every published body becomes one frame shaped like a graphql-transport-ws
+/// `next` message of `assessmentEvents`, stamped with the time it was published, and is sent to
+/// every connection through a broadcast channel.
+async fn baseline_server(listen: std::net::SocketAddr) -> anyhow::Result<()> {
+    use axum::extract::State;
+    use axum::extract::ws::{Message as AxMessage, WebSocketUpgrade};
+    use axum::routing::{get, post};
+
+    let (tx, _) = broadcast::channel::<Arc<str>>(1024);
+    let seq = Arc::new(AtomicU64::new(0));
+    let app = axum::Router::new()
+        .route("/healthz", get(|| async { "ok" }))
+        .route(
+            "/publish",
+            post(|State((tx, seq)): State<(broadcast::Sender<Arc<str>>, Arc<AtomicU64>)>| async move {
+                let n = seq.fetch_add(1, Ordering::Relaxed) + 1;
+                let at = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Micros, true);
+                let frame = json!({ "id": "1", "type": "next", "payload": { "data": { "assessmentEvents": { "seq": n, "at": at } } } });
+                let _ = tx.send(Arc::from(frame.to_string()));
+                "ok"
+            }),
+        )
+        .route(
+            "/ws",
+            get(|State((tx, _)): State<(broadcast::Sender<Arc<str>>, Arc<AtomicU64>)>, up: WebSocketUpgrade| async move {
+                up.read_buffer_size(16 * 1024).write_buffer_size(16 * 1024).on_upgrade(move |mut socket| async move {
+                    let mut rx = tx.subscribe();
+                    loop {
+                        tokio::select! {
+                            frame = rx.recv() => match frame {
+                                Ok(f) => if socket.send(AxMessage::Text(f.as_ref().into())).await.is_err() { return },
+                                Err(broadcast::error::RecvError::Lagged(_)) => continue,
+                                Err(broadcast::error::RecvError::Closed) => return,
+                            },
+                            msg = socket.recv() => if msg.is_none_or(|m| m.is_err()) { return },
+                        }
+                    }
+                })
+            }),
+        )
+        .with_state((tx, seq));
+    let listener = tokio::net::TcpListener::bind(listen).await?;
+    axum::serve(listener, app).await?;
+    Ok(())
+}

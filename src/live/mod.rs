@@ -1,0 +1,210 @@
+//! Live collaboration: streams of committed events to subscribers, who is looking at which
+//! question (presence), and unit progress as it changes. Nothing here writes to the log.
+//!
+//! Architecture invariant: the log is the source; notifications only wake. A wake-up (this
+//! process's `Db::appended`, PostgreSQL's `NOTIFY`, or the periodic safety poll) makes a stream's
+//! tailer read what is new from the database after the last sequence it saw. A lost or doubled
+//! notification therefore only delays or repeats a read, and never loses or invents an event.
+
+mod pg;
+pub mod presence;
+pub mod progress;
+pub mod tail;
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use tokio::sync::{broadcast, watch};
+use tokio::task::JoinHandle;
+
+use crate::config::{DatabaseUrl, ServeConfig};
+use crate::db::Db;
+use crate::ids::UserId;
+
+/// The limits and intervals of live delivery, taken from the configuration.
+#[derive(Clone, Debug)]
+pub struct Settings {
+    /// Events buffered per subscriber before it is cut off as too slow.
+    pub buffer: usize,
+    /// Events read from the database per query.
+    pub page: u64,
+    /// How often a tailer reads the database even without a wake-up.
+    pub poll: Duration,
+    /// The least time between two unit progress updates of one subscription.
+    pub progress_interval: Duration,
+}
+
+impl Settings {
+    pub fn from_config(config: &ServeConfig) -> Settings {
+        Settings {
+            buffer: config.live_buffer.max(1),
+            page: 500,
+            poll: Duration::from_millis(config.live_poll_ms.max(10)),
+            progress_interval: Duration::from_millis(config.live_progress_interval_ms),
+        }
+    }
+}
+
+/// The per-server hub of live delivery, held in `AppState`. Cloning it is cheap.
+#[derive(Clone)]
+pub struct Hub {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    db: Db,
+    url: DatabaseUrl,
+    settings: Settings,
+    /// One tailer per stream that has subscribers, by stream key.
+    tailers: Mutex<HashMap<String, Arc<tail::Tailer>>>,
+    /// The key of every stream that advanced, for unit progress subscriptions.
+    advanced: broadcast::Sender<Arc<str>>,
+    presence: presence::Registry,
+    /// Open websocket connections per user.
+    connections: Mutex<HashMap<UserId, usize>>,
+    /// Becomes `true` when the server shuts down: long-lived connections end.
+    shutdown: watch::Sender<bool>,
+    /// Subscribers cut off for falling behind, since the server started.
+    cut_off: AtomicU64,
+}
+
+/// Locks a std mutex. The data behind these mutexes stays consistent even if a holder panicked
+/// (every critical section is a single map or list operation), so a poisoned lock is used as is.
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+impl Hub {
+    pub fn new(db: Db, url: DatabaseUrl, settings: Settings) -> Hub {
+        let (advanced, _) = broadcast::channel(1024);
+        let (shutdown, _) = watch::channel(false);
+        Hub {
+            inner: Arc::new(Inner {
+                db,
+                url,
+                settings,
+                tailers: Mutex::new(HashMap::new()),
+                advanced,
+                presence: presence::Registry::default(),
+                connections: Mutex::new(HashMap::new()),
+                shutdown,
+                cut_off: AtomicU64::new(0),
+            }),
+        }
+    }
+
+    pub fn settings(&self) -> &Settings {
+        &self.inner.settings
+    }
+
+    /// Starts the tasks that turn commits into wake-ups: this process's announcements and, on
+    /// PostgreSQL, a listener for other servers' commits. They stop when `Running` is dropped.
+    pub fn start(&self) -> Running {
+        let mut tasks = vec![tokio::spawn(forward_local(self.clone()))];
+        if self.inner.url.is_postgres() {
+            tasks.push(tokio::spawn(pg::listen(self.clone())));
+        }
+        Running { hub: self.clone(), tasks }
+    }
+
+    /// Tells the tailer of `stream`, if any, that it advanced to `seq`, and unit progress
+    /// subscriptions that something changed.
+    pub fn wake(&self, stream: &str, _seq: i64) {
+        if let Some(t) = lock(&self.inner.tailers).get(stream) {
+            t.wake();
+        }
+        if self.inner.advanced.receiver_count() > 0 {
+            let _ = self.inner.advanced.send(Arc::from(stream));
+        }
+    }
+
+    /// Wakes every tailer and progress subscription, after notifications may have been lost.
+    pub fn wake_all(&self) {
+        for t in lock(&self.inner.tailers).values() {
+            t.wake();
+        }
+        if self.inner.advanced.receiver_count() > 0 {
+            let _ = self.inner.advanced.send(Arc::from("*"));
+        }
+    }
+
+    /// Tells long-lived connections and tailers that the server is shutting down.
+    pub fn stop(&self) {
+        self.inner.shutdown.send_replace(true);
+    }
+
+    /// A receiver that turns `true` when the server shuts down.
+    pub fn shutting_down(&self) -> watch::Receiver<bool> {
+        self.inner.shutdown.subscribe()
+    }
+
+    /// Counts a websocket connection of `user`, refusing it beyond `max` at once. The returned
+    /// guard gives the slot back when dropped.
+    pub fn connect(&self, user: UserId, max: usize) -> Option<ConnectionSlot> {
+        let mut map = lock(&self.inner.connections);
+        let n = map.entry(user).or_insert(0);
+        if *n >= max {
+            return None;
+        }
+        *n += 1;
+        Some(ConnectionSlot { hub: self.clone(), user })
+    }
+
+    /// How many tailers are running: one per stream with subscribers.
+    pub fn tailer_count(&self) -> usize {
+        lock(&self.inner.tailers).len()
+    }
+
+    /// How many subscribers were cut off for falling behind, since the server started.
+    pub fn cut_off_count(&self) -> u64 {
+        self.inner.cut_off.load(Ordering::Relaxed)
+    }
+}
+
+/// A websocket connection's place in the per-user limit.
+pub struct ConnectionSlot {
+    hub: Hub,
+    user: UserId,
+}
+
+impl Drop for ConnectionSlot {
+    fn drop(&mut self) {
+        let mut map = lock(&self.hub.inner.connections);
+        if let Some(n) = map.get_mut(&self.user) {
+            *n -= 1;
+            if *n == 0 {
+                map.remove(&self.user);
+            }
+        }
+    }
+}
+
+/// The running wake-up tasks. Dropping it stops them and tells connections to close.
+pub struct Running {
+    hub: Hub,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        self.hub.stop();
+        for t in &self.tasks {
+            t.abort();
+        }
+    }
+}
+
+/// Turns this process's commit announcements into wake-ups.
+async fn forward_local(hub: Hub) {
+    let mut rx = hub.inner.db.appended();
+    loop {
+        match rx.recv().await {
+            Ok(a) => hub.wake(&a.stream, a.seq),
+            // Announcements were dropped: every tailer reads again, so nothing is missed.
+            Err(broadcast::error::RecvError::Lagged(_)) => hub.wake_all(),
+            Err(broadcast::error::RecvError::Closed) => return,
+        }
+    }
+}
