@@ -368,6 +368,7 @@ async fn rebuild_check_names_a_tampered_row_and_rebuild_restores_it() {
     let out = Command::new(env!("CARGO_BIN_EXE_attest"))
         .args(["rebuild", "--check"])
         .env("ATTEST_DATABASE_URL", app.db.url.expose())
+        .env("ATTEST_KEY_FILE", &app.state.config.key_file)
         .output()
         .expect("run attest");
     let stdout = String::from_utf8_lossy(&out.stdout);
@@ -383,6 +384,7 @@ async fn rebuild_check_names_a_tampered_row_and_rebuild_restores_it() {
     let out = Command::new(env!("CARGO_BIN_EXE_attest"))
         .arg("rebuild")
         .env("ATTEST_DATABASE_URL", app.db.url.expose())
+        .env("ATTEST_KEY_FILE", &app.state.config.key_file)
         .output()
         .expect("run attest");
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
