@@ -416,7 +416,10 @@ async fn a_managers_dashboard_updates_when_an_answer_lands() {
 async fn the_demo_agency_fills_only_an_empty_database_and_its_screens_render() {
     let _one = ONE_BROWSER.lock().await;
     let db = TestDb::new().await;
-    let state = attest::bootstrap::start(&db.url, test_config(), attest::clock::Clock::System).await.expect("state");
+    let keys = tempfile::tempdir().expect("a directory for the key");
+    let mut config = test_config();
+    config.key_file = keys.path().join("attest.key");
+    let state = attest::bootstrap::start(&db.url, config, attest::clock::Clock::System).await.expect("state");
     let demo = attest::demo::seed(&state).await.expect("the demo fills an empty database");
     let again = attest::demo::seed(&state).await.err().expect("a second seed is refused");
     assert!(again.to_string().contains("not empty"), "{again}");
