@@ -33,7 +33,8 @@ pub async fn export_json(state: &AppState, actor: &Actor, id: AssessmentId) -> R
     let assignments = db::assessments::assignments(conn, id).await?;
     let answers = db::assessments::answers(conn, id).await?;
     let mut comments = Vec::new();
-    for c in db::assessments::comments(conn, id).await? {
+    // Parents first, so that an import can link every reply; creation order otherwise.
+    for c in super::parents_first(&db::assessments::comments(conn, id).await?) {
         let versions = db::assessments::comment_versions(conn, c.id).await?;
         comments.push(c.to_json(&versions));
     }

@@ -215,3 +215,24 @@ pub struct CommentVersion {
     pub body: String,
     pub written_at: i64,
 }
+
+/// Comments ordered so that every reply comes after the comment it answers.
+pub fn parents_first(comments: &[Comment]) -> Vec<Comment> {
+    let mut out: Vec<Comment> = Vec::with_capacity(comments.len());
+    let mut rest: Vec<&Comment> = comments.iter().collect();
+    while !rest.is_empty() {
+        let before = rest.len();
+        rest.retain(|c| {
+            let ready = c.parent_id.is_none_or(|p| out.iter().any(|o| o.id == p));
+            if ready {
+                out.push((*c).clone());
+            }
+            !ready
+        });
+        if rest.len() == before {
+            // A reply whose parent is not in the log: keep it, the database will refuse it.
+            out.extend(rest.drain(..).cloned());
+        }
+    }
+    out
+}

@@ -6,7 +6,6 @@ use std::fmt::Debug;
 use sea_orm::ConnectionTrait;
 
 use super::{Fold, Snapshot, scan};
-use crate::assessments::Comment;
 use crate::db::{self, Db};
 use crate::error::AppError;
 use crate::events::{self, Stream};
@@ -49,7 +48,7 @@ pub async fn rebuild(db: &Db, check: bool) -> Result<RebuildReport, AppError> {
         if let Some(tx) = tx {
             match &folded {
                 Some(s) => {
-                    let comments = parents_first(&s.comments);
+                    let comments = crate::assessments::parents_first(&s.comments);
                     let rows = db::assessments::AssessmentRows {
                         assessment: &s.assessment,
                         members: &s.members,
@@ -159,25 +158,4 @@ fn rows<T: PartialEq + Debug>(
     for k in folded.keys().filter(|k| !live.contains_key(*k)) {
         out.push(format!("{stream}: {what} {k} is in the log but missing from the tables"));
     }
-}
-
-/// Comments ordered so that every reply comes after the comment it answers.
-fn parents_first(comments: &[Comment]) -> Vec<Comment> {
-    let mut out: Vec<Comment> = Vec::with_capacity(comments.len());
-    let mut rest: Vec<&Comment> = comments.iter().collect();
-    while !rest.is_empty() {
-        let before = rest.len();
-        rest.retain(|c| {
-            let ready = c.parent_id.is_none_or(|p| out.iter().any(|o| o.id == p));
-            if ready {
-                out.push((*c).clone());
-            }
-            !ready
-        });
-        if rest.len() == before {
-            // A reply whose parent is not in the log: keep it, the database will refuse it.
-            out.extend(rest.drain(..).cloned());
-        }
-    }
-    out
 }
