@@ -3,14 +3,14 @@
 
 use std::sync::Arc;
 
-use async_graphql::connection::{Connection, Edge};
+use async_graphql::connection::Connection;
 use async_graphql::{Context, ID, Json, Object, SimpleObject};
 use chrono::{DateTime, Utc};
 
 use super::assessment_types::{
     GqlAnswer, GqlAssessmentRole, GqlStatus, GqlTemplate, Progress, RiskRegister, progress, risk_register,
 };
-use super::types::{GqlEvent, page_size};
+use super::types::{EventPage, GqlEvent};
 use super::{actor, state};
 use crate::assessments;
 use crate::error::AppError;
@@ -263,14 +263,7 @@ impl HistoryQuery {
         first: Option<i32>,
     ) -> async_graphql::Result<Connection<String, GqlEvent>> {
         let id = AssessmentId::parse(&id)?;
-        let after_seq = match after {
-            None => 0,
-            Some(c) => c
-                .parse::<i64>()
-                .ok()
-                .filter(|s| *s >= 0)
-                .ok_or_else(|| AppError::invalid("after", "not a cursor of this log"))?,
-        };
+        let page = EventPage::parse(after, first)?;
         if let (Some(from), Some(to)) = (from, to)
             && from > to
         {
@@ -282,13 +275,7 @@ impl HistoryQuery {
             from: from.map(event_time),
             to: to.map(event_time),
         };
-        let first = page_size(first)?;
-        let limit = u64::try_from(first + 1).unwrap_or(u64::MAX);
-        let mut events = replay::log(state(ctx), actor(ctx)?, id, &filter, after_seq, limit).await?;
-        let has_next = events.len() > first;
-        events.truncate(first);
-        let mut conn = Connection::new(after_seq > 0, has_next);
-        conn.edges.extend(events.into_iter().map(|e| Edge::new(e.seq.to_string(), GqlEvent(e))));
-        Ok(conn)
+        let events = replay::log(state(ctx), actor(ctx)?, id, &filter, page.after_seq, page.limit()).await?;
+        Ok(page.connection(events))
     }
 }

@@ -3,7 +3,7 @@
 use async_graphql::connection::Connection;
 use async_graphql::{Context, ID, Object};
 
-use super::types::{GqlAgency, GqlEvent, GqlUnit, GqlUser, StreamVerification, page_size, paginate};
+use super::types::{EventPage, GqlAgency, GqlEvent, GqlUnit, GqlUser, StreamVerification, paginate};
 use super::{actor, state};
 use crate::agencies;
 use crate::error::AppError;
@@ -70,23 +70,9 @@ impl CoreQuery {
         first: Option<i32>,
     ) -> async_graphql::Result<Connection<String, GqlEvent>> {
         let stream = Stream::parse(&stream)?;
-        let after_seq = match after {
-            None => 0,
-            Some(c) => c
-                .parse::<i64>()
-                .ok()
-                .filter(|s| *s >= 0)
-                .ok_or_else(|| AppError::invalid("after", "not a cursor of this stream"))?,
-        };
-        let first = page_size(first)?;
-        let limit = u64::try_from(first + 1).unwrap_or(u64::MAX);
-        let mut events = agencies::agency_events(state(ctx), actor(ctx)?, &stream, after_seq, limit).await?;
-        let has_next = events.len() > first;
-        events.truncate(first);
-        let mut conn = Connection::new(after_seq > 0, has_next);
-        conn.edges
-            .extend(events.into_iter().map(|e| async_graphql::connection::Edge::new(e.seq.to_string(), GqlEvent(e))));
-        Ok(conn)
+        let page = EventPage::parse(after, first)?;
+        let events = agencies::agency_events(state(ctx), actor(ctx)?, &stream, page.after_seq, page.limit()).await?;
+        Ok(page.connection(events))
     }
 
     /// Checks a stream's whole chain: every hash, every link, no gap.

@@ -25,6 +25,40 @@ pub fn page_size(first: Option<i32>) -> Result<usize, AppError> {
     }
 }
 
+/// A page of a stream's events, asked for with `after` (a sequence number) and `first`.
+pub struct EventPage {
+    pub after_seq: i64,
+    first: usize,
+}
+
+impl EventPage {
+    pub fn parse(after: Option<String>, first: Option<i32>) -> Result<EventPage, AppError> {
+        let after_seq = match after {
+            None => 0,
+            Some(c) => c
+                .parse::<i64>()
+                .ok()
+                .filter(|s| *s >= 0)
+                .ok_or_else(|| AppError::invalid("after", "not a cursor of this stream"))?,
+        };
+        Ok(EventPage { after_seq, first: page_size(first)? })
+    }
+
+    /// How many events to read: one more than the page, to learn whether another follows.
+    pub fn limit(&self) -> u64 {
+        u64::try_from(self.first + 1).unwrap_or(u64::MAX)
+    }
+
+    /// The page, from at most `limit()` events read after `after_seq`.
+    pub fn connection(&self, mut events: Vec<events::Event>) -> Connection<String, GqlEvent> {
+        let has_next = events.len() > self.first;
+        events.truncate(self.first);
+        let mut conn = Connection::new(self.after_seq > 0, has_next);
+        conn.edges.extend(events.into_iter().map(|e| Edge::new(e.seq.to_string(), GqlEvent(e))));
+        conn
+    }
+}
+
 /// A page of an in-memory list ordered by a unique key; the cursor is that key.
 pub fn paginate<T: OutputType>(
     items: Vec<T>,

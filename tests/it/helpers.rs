@@ -92,15 +92,8 @@ impl TestApp {
         TestApp::spawn_with(|_| {}).await
     }
 
-    pub async fn spawn_with(adjust: impl FnOnce(&mut ServeConfig)) -> TestApp {
-        let key_dir = tempfile::tempdir().expect("create a temporary directory");
-        let mut config = test_config();
-        config.key_file = key_dir.path().join("attest.key");
-        adjust(&mut config);
-        let db = TestDb::new().await;
-        let clock = Clock::manual_at(chrono::Utc::now());
-        let state = attest::bootstrap::start(&db.url, config, clock.clone()).await.expect("server state");
-        attest::bootstrap::first_start(&state).await.expect("first start");
+    /// Serves `state` on a free port until the `TestApp` is dropped.
+    async fn serve(state: AppState, clock: Clock, db: TestDb, key_dir: tempfile::TempDir) -> TestApp {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let base = format!("http://{}", listener.local_addr().expect("address"));
         let (tx, rx) = oneshot::channel();
@@ -114,6 +107,18 @@ impl TestApp {
         });
         let client = reqwest::Client::builder().timeout(Duration::from_secs(60)).build().expect("client");
         TestApp { base, client, clock, state, shutdown: Some(tx), db, key_dir }
+    }
+
+    pub async fn spawn_with(adjust: impl FnOnce(&mut ServeConfig)) -> TestApp {
+        let key_dir = tempfile::tempdir().expect("create a temporary directory");
+        let mut config = test_config();
+        config.key_file = key_dir.path().join("attest.key");
+        adjust(&mut config);
+        let db = TestDb::new().await;
+        let clock = Clock::manual_at(chrono::Utc::now());
+        let state = attest::bootstrap::start(&db.url, config, clock.clone()).await.expect("server state");
+        attest::bootstrap::first_start(&state).await.expect("first start");
+        TestApp::serve(state, clock, db, key_dir).await
     }
 
     /// Sends a GraphQL request and returns the whole JSON response.
@@ -360,18 +365,6 @@ impl TestApp {
         let db = TestDb { url: self.db.url.clone(), pg_drop: None, _dir: None };
         let clock = Clock::manual_at(chrono::Utc::now());
         let state = attest::bootstrap::start(&db.url, config, clock.clone()).await.expect("server state");
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
-        let base = format!("http://{}", listener.local_addr().expect("address"));
-        let (tx, rx) = oneshot::channel();
-        let server_state = state.clone();
-        tokio::spawn(async move {
-            attest::http::serve(server_state, listener, async {
-                let _ = rx.await;
-            })
-            .await
-            .expect("server runs");
-        });
-        let client = reqwest::Client::builder().timeout(Duration::from_secs(60)).build().expect("client");
-        TestApp { base, client, clock, state, shutdown: Some(tx), db, key_dir }
+        TestApp::serve(state, clock, db, key_dir).await
     }
 }
