@@ -26,7 +26,7 @@ pub const FORMAT: &str = "attest.assessment/1";
 pub async fn export_json(state: &AppState, actor: &Actor, id: AssessmentId) -> Result<Value, AppError> {
     let Access { assessment: a, .. } = assessment(state, actor, id).await?;
     let conn = &state.db.conn;
-    let template = load_template(conn, actor.agency_id, a.template_id).await?;
+    let template = load_template(state, conn, actor.agency_id, a.template_id).await?;
     let users = db::org::list_users(conn, a.agency_id).await?;
     let email = |id: &str| users.iter().find(|u| u.id.to_string() == id).map(|u| u.email.clone());
     let members = db::assessments::members(conn, id).await?;
@@ -79,7 +79,7 @@ pub async fn export_json(state: &AppState, actor: &Actor, id: AssessmentId) -> R
 /// One row per question: where it is, what it asks, whether it is shown, and its answer.
 pub async fn export_csv(state: &AppState, actor: &Actor, id: AssessmentId) -> Result<String, AppError> {
     let Access { assessment: a, .. } = assessment(state, actor, id).await?;
-    let template = load_template(&state.db.conn, actor.agency_id, a.template_id).await?;
+    let template = load_template(state, &state.db.conn, actor.agency_id, a.template_id).await?;
     let answers = db::assessments::answers(&state.db.conn, id).await?;
     let users = db::org::list_users(&state.db.conn, a.agency_id).await?;
     let ev = evaluation(template, answers);

@@ -7,6 +7,8 @@ pub mod scoring;
 mod types;
 pub mod values;
 
+use std::sync::Arc;
+
 use chrono::NaiveDate;
 use sea_orm::ConnectionTrait;
 use serde_json::{Value, json};
@@ -131,17 +133,18 @@ pub async fn templates(state: &AppState, actor: &Actor) -> Result<Vec<StoredTemp
 }
 
 /// A template the actor's agency may use: built in or its own.
-pub async fn template(state: &AppState, actor: &Actor, id: TemplateId) -> Result<StoredTemplate, AppError> {
+pub async fn template(state: &AppState, actor: &Actor, id: TemplateId) -> Result<Arc<StoredTemplate>, AppError> {
     policy::authorize(actor, Action::ViewAgency, Resource::agency(actor.agency_id))?;
-    load_template(&state.db.conn, actor.agency_id, id).await
+    load_template(state, &state.db.conn, actor.agency_id, id).await
 }
 
 async fn load_template(
+    state: &AppState,
     conn: &impl ConnectionTrait,
     agency: crate::ids::AgencyId,
     id: TemplateId,
-) -> Result<StoredTemplate, AppError> {
-    match db::assessments::get_template(conn, id).await? {
+) -> Result<Arc<StoredTemplate>, AppError> {
+    match state.db.templates.get(conn, id).await? {
         Some(t) if t.agency_id.is_none_or(|a| a == agency) => Ok(t),
         _ => Err(AppError::NotFound("template")),
     }
@@ -174,8 +177,7 @@ async fn access(
         Some(a) if a.agency_id == actor.agency_id => a,
         _ => return Err(AppError::NotFound("assessment")),
     };
-    let units = db::org::list_units(conn, assessment.agency_id).await?;
-    let ancestry = agencies::ancestry(&units, assessment.unit_id);
+    let ancestry = db::org::ancestry(conn, assessment.agency_id, assessment.unit_id).await?;
     let role = db::assessments::member_role(conn, id, actor.user_id).await?;
     let access = Access { assessment, ancestry, role };
     policy::authorize(actor, action, access.resource())?;
@@ -226,7 +228,7 @@ pub async fn create_assessment(state: &AppState, actor: &Actor, new: NewAssessme
     if subject.chars().count() > MAX_TITLE_CHARS {
         return Err(AppError::invalid("subject", format!("must be at most {MAX_TITLE_CHARS} characters")));
     }
-    let template = load_template(&state.db.conn, actor.agency_id, new.template_id)
+    let template = load_template(state, &state.db.conn, actor.agency_id, new.template_id)
         .await
         .map_err(|_| AppError::invalid("templateId", "no such template"))?;
     let id = AssessmentId::new();
@@ -393,7 +395,7 @@ pub async fn assign_section(
     let tx = events::begin(&state.db, &Stream::Assessment(id)).await?;
     let access = access(&*tx, actor, id, Action::ManageAssessment).await?;
     ensure_not_locked(&access.assessment)?;
-    let template = load_template(&*tx, actor.agency_id, access.assessment.template_id).await?;
+    let template = load_template(state, &*tx, actor.agency_id, access.assessment.template_id).await?;
     if !template.template.sections.iter().any(|s| s.id == section_id) {
         return Err(AppError::invalid("sectionId", "no such section in this assessment's template"));
     }
@@ -527,7 +529,7 @@ pub async fn set_answer(state: &AppState, actor: &Actor, input: SetAnswer) -> Re
     let tx = events::begin(&state.db, &Stream::Assessment(id)).await?;
     let Access { assessment: mut a, .. } = access(&*tx, actor, id, Action::Answer).await?;
     writable_for_answers(&a)?;
-    let template = load_template(&*tx, actor.agency_id, a.template_id).await?;
+    let template = load_template(state, &*tx, actor.agency_id, a.template_id).await?;
     let question = template.template.question(&input.question_id).ok_or_else(|| {
         AppError::invalid("questionId", format!("\"{}\" is not a question of this assessment", input.question_id))
     })?;
@@ -662,7 +664,7 @@ pub async fn add_comment(
     let tx = events::begin(&state.db, &Stream::Assessment(id)).await?;
     let access = access(&*tx, actor, id, Action::Comment).await?;
     ensure_not_locked(&access.assessment)?;
-    let template = load_template(&*tx, actor.agency_id, access.assessment.template_id).await?;
+    let template = load_template(state, &*tx, actor.agency_id, access.assessment.template_id).await?;
     if template.template.question(question_id).is_none() {
         return Err(AppError::invalid("questionId", format!("\"{question_id}\" is not a question of this assessment")));
     }
@@ -878,7 +880,7 @@ pub async fn transition(
             if !matches!(before.status, Status::InProgress | Status::Returned | Status::Draft) {
                 return refuse("submitted");
             }
-            let template = load_template(&*tx, before.agency_id, before.template_id).await?;
+            let template = load_template(state, &*tx, before.agency_id, before.template_id).await?;
             let all = db::assessments::answers(&*tx, id).await?;
             refresh_summary(&mut after, &template.template, &all);
             let missing = after.required_total - after.required_answered;
@@ -954,13 +956,13 @@ pub async fn start_next_cycle(
     due_date: Option<NaiveDate>,
 ) -> Result<Assessment, AppError> {
     let prev = access(&state.db.conn, actor, previous, Action::ManageAssessment).await?;
-    let old_template = load_template(&state.db.conn, actor.agency_id, prev.assessment.template_id).await?;
+    let old_template = load_template(state, &state.db.conn, actor.agency_id, prev.assessment.template_id).await?;
     let latest = db::assessments::list_templates(&state.db.conn, actor.agency_id)
         .await?
         .into_iter()
         .filter(|t| t.template.key == old_template.template.key && t.agency_id == old_template.agency_id)
         .max_by_key(|t| t.template.version)
-        .unwrap_or(old_template);
+        .map_or(old_template, Arc::new);
     let title = match title {
         Some(t) => parse_name("title", t, MAX_TITLE_CHARS)?,
         None => prev.assessment.title.clone(),
@@ -1134,7 +1136,7 @@ pub async fn unit_dashboard(state: &AppState, actor: &Actor, unit: UnitId) -> Re
 
 /// Everything computed from an assessment's answers: progress, scores, the risk register.
 pub struct Evaluation {
-    pub template: StoredTemplate,
+    pub template: Arc<StoredTemplate>,
     pub answers: Vec<Answer>,
     pub progress: scoring::Progress,
     pub risk: Option<scoring::RiskRegister>,
@@ -1142,12 +1144,12 @@ pub struct Evaluation {
 
 pub async fn evaluate(state: &AppState, actor: &Actor, id: AssessmentId) -> Result<Evaluation, AppError> {
     let access = assessment(state, actor, id).await?;
-    let template = load_template(&state.db.conn, actor.agency_id, access.assessment.template_id).await?;
+    let template = load_template(state, &state.db.conn, actor.agency_id, access.assessment.template_id).await?;
     let answers = db::assessments::answers(&state.db.conn, id).await?;
     Ok(evaluation(template, answers))
 }
 
-pub fn evaluation(template: StoredTemplate, answers: Vec<Answer>) -> Evaluation {
+pub fn evaluation(template: Arc<StoredTemplate>, answers: Vec<Answer>) -> Evaluation {
     let values: scoring::Values<'_> =
         answers.iter().filter_map(|a| a.value.as_ref().map(|v| (a.question_id.as_str(), v))).collect();
     let progress = scoring::progress(&template.template, &values);
@@ -1156,8 +1158,8 @@ pub fn evaluation(template: StoredTemplate, answers: Vec<Answer>) -> Evaluation 
 }
 
 /// The template of an assessment the actor may see.
-pub async fn template_of(state: &AppState, actor: &Actor, a: &Assessment) -> Result<StoredTemplate, AppError> {
-    load_template(&state.db.conn, actor.agency_id, a.template_id).await
+pub async fn template_of(state: &AppState, actor: &Actor, a: &Assessment) -> Result<Arc<StoredTemplate>, AppError> {
+    load_template(state, &state.db.conn, actor.agency_id, a.template_id).await
 }
 
 pub async fn members(state: &AppState, actor: &Actor, id: AssessmentId) -> Result<Vec<Member>, AppError> {

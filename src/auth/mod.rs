@@ -171,7 +171,7 @@ fn secs_to_micros(secs: u64) -> i64 {
 pub async fn authenticate(state: &AppState, token: &str) -> Result<Actor, AppError> {
     let digest = token::digest(token);
     let now = state.clock.now_micros();
-    let Some(session) = db::accounts::get_session(&state.db.conn, &digest).await? else {
+    let Some((session, user, roles)) = db::org::session_user(&state.db.conn, &digest).await? else {
         return Err(AppError::Unauthenticated("session is unknown or has ended"));
     };
     let idle = secs_to_micros(state.config.session_idle_secs);
@@ -180,16 +180,13 @@ pub async fn authenticate(state: &AppState, token: &str) -> Result<Actor, AppErr
         db::accounts::delete_session(&state.db.conn, &digest).await?;
         return Err(AppError::Unauthenticated("session has expired"));
     }
-    let user_id = UserId::parse(&session.user_id)?;
-    let user = match db::org::get_user(&state.db.conn, user_id).await? {
-        Some(user) if !user.disabled => user,
-        _ => return Err(AppError::Unauthenticated("session is unknown or has ended")),
-    };
+    if user.disabled {
+        return Err(AppError::Unauthenticated("session is unknown or has ended"));
+    }
     // Refreshing the idle timer costs a write, so do it at most once a minute per session.
     if now - session.last_seen_at > 60_000_000 {
         db::accounts::touch_session(&state.db.conn, &digest, now).await?;
     }
-    let roles = db::org::roles_of_user(&state.db.conn, user_id).await?;
     Ok(actor_from(&user, &roles, digest))
 }
 

@@ -1,5 +1,8 @@
 //! Queries of templates, assessments, members, section assignments, answers and comments.
 
+use std::collections::HashMap;
+use std::sync::{Arc, PoisonError, RwLock};
+
 use sea_orm::sea_query::OnConflict;
 use sea_orm::{ActiveModelTrait, ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder, Set};
 
@@ -49,6 +52,29 @@ pub async fn insert_template(conn: &impl ConnectionTrait, t: &StoredTemplate) ->
 
 pub async fn get_template(conn: &impl ConnectionTrait, id: TemplateId) -> Result<Option<StoredTemplate>, AppError> {
     template::Entity::find_by_id(id.to_string()).one(conn).await?.map(template_from).transpose()
+}
+
+/// Parsed templates by id. A stored template never changes, so a parsed copy stays current on
+/// every server; without it each answer would read and parse its template's whole document
+/// (about 50 KB for the readiness questionnaire), which costs more than the write itself.
+/// Bounded by the number of templates in the database.
+#[derive(Clone, Default)]
+pub struct TemplateCache(Arc<RwLock<HashMap<TemplateId, Arc<StoredTemplate>>>>);
+
+impl TemplateCache {
+    pub async fn get(
+        &self,
+        conn: &impl ConnectionTrait,
+        id: TemplateId,
+    ) -> Result<Option<Arc<StoredTemplate>>, AppError> {
+        if let Some(t) = self.0.read().unwrap_or_else(PoisonError::into_inner).get(&id) {
+            return Ok(Some(t.clone()));
+        }
+        let Some(t) = get_template(conn, id).await? else { return Ok(None) };
+        let t = Arc::new(t);
+        self.0.write().unwrap_or_else(PoisonError::into_inner).insert(id, t.clone());
+        Ok(Some(t))
+    }
 }
 
 /// A template with this key and version, built in or of the agency.

@@ -39,6 +39,8 @@ pub struct Db {
     /// Told after each commit which streams it advanced. Live subscribers in this process wake
     /// on it; other processes learn of commits through PostgreSQL's NOTIFY (see `events`).
     appended: broadcast::Sender<Appended>,
+    /// Parsed templates, which never change once stored.
+    pub templates: assessments::TemplateCache,
 }
 
 /// A stream that a committed transaction advanced, and its new head sequence.
@@ -133,7 +135,7 @@ impl Db {
         let conn = Database::connect(opts).await.with_context(|| format!("cannot connect to the database at {url}"))?;
         let group = (!url.is_postgres()).then(group::Group::new);
         let (appended, _) = broadcast::channel(4096);
-        Ok(Db { conn, group, appended })
+        Ok(Db { conn, group, appended, templates: assessments::TemplateCache::default() })
     }
 
     pub async fn migrate(&self) -> anyhow::Result<()> {

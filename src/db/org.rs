@@ -2,10 +2,13 @@
 
 use sea_orm::sea_query::{Expr, OnConflict};
 use sea_orm::{
-    ActiveModelTrait, ColumnTrait, ConnectionTrait, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder, Set,
+    ActiveModelTrait, ColumnTrait, ConnectionTrait, EntityTrait, FromQueryResult, PaginatorTrait, QueryFilter,
+    QueryOrder, Set,
 };
 
+use super::accounts::SessionRow;
 use super::entities::{agency, unit, unit_role, user};
+use super::stmt;
 use crate::agencies::{Agency, RoleGrant, Unit, UnitRole, User};
 use crate::error::AppError;
 use crate::ids::{AgencyId, UnitId, UserId};
@@ -169,6 +172,62 @@ pub async fn set_password_hash(
         .exec(conn)
         .await?;
     Ok(())
+}
+
+/// The user of a session, with the user's unit roles: one query, since every authenticated
+/// request starts with it. `None` when no session has this digest.
+pub async fn session_user(
+    conn: &impl ConnectionTrait,
+    token_hash: &str,
+) -> Result<Option<(SessionRow, User, Vec<RoleGrant>)>, AppError> {
+    const SQL: &str = "SELECT u.id, u.agency_id, u.email, u.display_name, u.password_hash, u.is_admin, \
+        u.must_change_password, u.disabled, u.created_at, s.created_at AS session_created_at, \
+        s.last_seen_at AS session_last_seen_at, r.unit_id AS role_unit_id, r.role AS role_name, \
+        r.granted_at AS role_granted_at \
+        FROM sessions s JOIN users u ON u.id = s.user_id LEFT JOIN unit_roles r ON r.user_id = u.id \
+        WHERE s.token_hash = $1";
+    let rows = conn.query_all_raw(stmt(conn.get_database_backend(), SQL, [token_hash.into()])).await?;
+    let Some(first) = rows.first() else { return Ok(None) };
+    let (user, _) = user_from(user::Model::from_query_result(first, "")?)?;
+    let session = SessionRow {
+        token_hash: token_hash.to_owned(),
+        user_id: user.id.to_string(),
+        created_at: first.try_get("", "session_created_at")?,
+        last_seen_at: first.try_get("", "session_last_seen_at")?,
+    };
+    let mut roles = Vec::new();
+    for row in &rows {
+        let Some(unit_id) = row.try_get::<Option<String>>("", "role_unit_id")? else { continue };
+        roles.push(grant_from(unit_role::Model {
+            user_id: session.user_id.clone(),
+            unit_id,
+            role: row.try_get("", "role_name")?,
+            granted_at: row.try_get("", "role_granted_at")?,
+        })?);
+    }
+    Ok(Some((session, user, roles)))
+}
+
+/// A unit and its ancestors in the agency, nearest first, read in one recursive query.
+pub async fn ancestry(conn: &impl ConnectionTrait, agency: AgencyId, id: UnitId) -> Result<Vec<UnitId>, AppError> {
+    // The depth bound only guards against a cycle that the unit rules already prevent.
+    const SQL: &str = "WITH RECURSIVE chain (id, parent_id, depth) AS ( \
+        SELECT id, parent_id, 0 FROM units WHERE id = $1 AND agency_id = $2 \
+        UNION ALL SELECT u.id, u.parent_id, chain.depth + 1 FROM units u JOIN chain ON u.id = chain.parent_id \
+        WHERE chain.depth < 1000) \
+        SELECT id FROM chain ORDER BY depth";
+    let rows = conn
+        .query_all_raw(stmt(conn.get_database_backend(), SQL, [id.to_string().into(), agency.to_string().into()]))
+        .await?;
+    let mut chain = vec![id];
+    for row in rows.iter().skip(1) {
+        let unit = UnitId::parse(&row.try_get::<String>("", "id")?).map_err(|_| bad_row("unit"))?;
+        if chain.contains(&unit) {
+            break;
+        }
+        chain.push(unit);
+    }
+    Ok(chain)
 }
 
 pub async fn roles_of_user(conn: &impl ConnectionTrait, id: UserId) -> Result<Vec<RoleGrant>, AppError> {

@@ -45,7 +45,7 @@ impl AssessmentQuery {
 
     async fn template(&self, ctx: &Context<'_>, id: ID) -> async_graphql::Result<GqlTemplate> {
         let t = assessments::template(state(ctx), actor(ctx)?, TemplateId::parse(&id)?).await?;
-        Ok(GqlTemplate(std::sync::Arc::new(t)))
+        Ok(GqlTemplate(t))
     }
 
     /// Assessments the caller may see, newest first: in the managed subtrees, and those the caller

@@ -50,9 +50,9 @@ impl Loader<TemplateId> for TemplatesLoader {
         let mut out = HashMap::new();
         for key in keys {
             if let Some(t) =
-                db::assessments::get_template(&self.0.db.conn, *key).await.map_err(|e| Arc::new(AppErrorBox(e)))?
+                self.0.db.templates.get(&self.0.db.conn, *key).await.map_err(|e| Arc::new(AppErrorBox(e)))?
             {
-                out.insert(*key, Arc::new(t));
+                out.insert(*key, t);
             }
         }
         Ok(out)
@@ -380,7 +380,7 @@ impl GqlAssessment {
     async fn evaluation(&self, ctx: &Context<'_>) -> async_graphql::Result<assessments::Evaluation> {
         let template = self.template_of(ctx).await?;
         let answers = self.answers_of(ctx).await?;
-        Ok(assessments::evaluation((*template).clone(), (*answers).clone()))
+        Ok(assessments::evaluation(template, (*answers).clone()))
     }
 }
 

@@ -106,7 +106,7 @@ impl GqlSnapshot {
 
 impl GqlSnapshot {
     fn evaluation(&self) -> assessments::Evaluation {
-        assessments::evaluation((*self.template).clone(), self.snapshot.answers.clone())
+        assessments::evaluation(self.template.clone(), self.snapshot.answers.clone())
     }
 }
 
