@@ -8,14 +8,15 @@ use super::{exec, stmt};
 use crate::error::AppError;
 use crate::events::{Event, GENESIS_HASH};
 
-/// Takes the next sequence number of `stream`, returning it with the current head hash. The
-/// first statement is a write, so the head row stays locked (PostgreSQL) or the database stays
-/// write-locked (SQLite) until the transaction ends.
-pub async fn advance_head(tx: &impl ConnectionTrait, stream: &str) -> Result<(i64, String), AppError> {
-    const ADVANCE: &str = "UPDATE stream_heads SET seq = seq + 1 WHERE stream = $1 RETURNING seq, hash";
+/// Locks the stream's head until the transaction ends, creating it if needed, and returns its
+/// sequence and hash. Every write that reads state before changing it takes this lock first, so
+/// that what it read cannot change under it: writes to one stream are serialized, writes to
+/// different streams are not.
+pub async fn lock_head(tx: &impl ConnectionTrait, stream: &str) -> Result<(i64, String), AppError> {
+    const LOCK: &str = "UPDATE stream_heads SET seq = seq WHERE stream = $1 RETURNING seq, hash";
     let backend = tx.get_database_backend();
     for _ in 0..2 {
-        if let Some(row) = tx.query_one_raw(stmt(backend, ADVANCE, [stream.into()])).await? {
+        if let Some(row) = tx.query_one_raw(stmt(backend, LOCK, [stream.into()])).await? {
             let seq: i64 = row.try_get("", "seq")?;
             let hash: String = row.try_get("", "hash")?;
             return Ok((seq, hash));
@@ -31,24 +32,8 @@ pub async fn advance_head(tx: &impl ConnectionTrait, stream: &str) -> Result<(i6
     Err(AppError::internal(anyhow::anyhow!("stream head for {stream} could not be created")))
 }
 
-/// Locks the stream's head until the transaction ends, creating it if needed. Every write that
-/// reads state before changing it takes this lock first, so that what it read cannot change
-/// under it: writes to one stream are serialized, writes to different streams are not.
-pub async fn lock_head(tx: &impl ConnectionTrait, stream: &str) -> Result<(), AppError> {
-    const LOCK: &str = "UPDATE stream_heads SET seq = seq WHERE stream = $1";
-    if exec(tx, LOCK, [stream.into()]).await? == 0 {
-        exec(
-            tx,
-            "INSERT INTO stream_heads (stream, seq, hash) VALUES ($1, 0, $2) ON CONFLICT (stream) DO NOTHING",
-            [stream.into(), GENESIS_HASH.into()],
-        )
-        .await?;
-        exec(tx, LOCK, [stream.into()]).await?;
-    }
-    Ok(())
-}
-
-/// Inserts the event and moves the stream head's hash to it; returns the global position.
+/// Inserts the event and moves the stream's head to it; returns the global position. The caller
+/// holds the head's lock (`lock_head`).
 pub async fn insert(tx: &impl ConnectionTrait, e: &Event) -> Result<i64, AppError> {
     let model = event::ActiveModel {
         position: Default::default(),
@@ -63,8 +48,12 @@ pub async fn insert(tx: &impl ConnectionTrait, e: &Event) -> Result<i64, AppErro
     }
     .insert(tx)
     .await?;
-    exec(tx, "UPDATE stream_heads SET hash = $1 WHERE stream = $2", [e.hash.clone().into(), e.stream.clone().into()])
-        .await?;
+    exec(
+        tx,
+        "UPDATE stream_heads SET seq = $1, hash = $2 WHERE stream = $3",
+        [e.seq.into(), e.hash.clone().into(), e.stream.clone().into()],
+    )
+    .await?;
     Ok(model.position)
 }
 

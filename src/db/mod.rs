@@ -61,6 +61,8 @@ pub struct WriteTx {
     now: std::sync::OnceLock<Micros>,
     /// Streams advanced in this transaction, announced after commit.
     advanced: std::sync::Mutex<Vec<Appended>>,
+    /// The heads (sequence, hash) of the streams this transaction has locked, as they stand in it.
+    heads: std::sync::Mutex<Vec<(String, i64, String)>>,
     appended: broadcast::Sender<Appended>,
 }
 
@@ -102,6 +104,21 @@ impl WriteTx {
     /// The transaction's time: the clock is read once, on first use.
     pub fn now(&self, clock: &Clock) -> Micros {
         *self.now.get_or_init(|| clock.now_micros())
+    }
+
+    /// The head of a stream this transaction has locked: its last sequence and hash.
+    pub(crate) fn head(&self, stream: &str) -> Option<(i64, String)> {
+        let heads = self.heads.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        heads.iter().find(|h| h.0 == stream).map(|h| (h.1, h.2.clone()))
+    }
+
+    /// Remembers the head of a stream this transaction holds locked.
+    pub(crate) fn set_head(&self, stream: &str, seq: i64, hash: &str) {
+        let mut heads = self.heads.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        match heads.iter_mut().find(|h| h.0 == stream) {
+            Some(h) => (h.1, h.2) = (seq, hash.to_owned()),
+            None => heads.push((stream.to_owned(), seq, hash.to_owned())),
+        }
     }
 
     /// Records that `stream` now ends at `seq`, to be announced after commit.
@@ -160,6 +177,7 @@ impl Db {
             turn,
             now: std::sync::OnceLock::new(),
             advanced: std::sync::Mutex::new(Vec::new()),
+            heads: std::sync::Mutex::new(Vec::new()),
             appended: self.appended.clone(),
         })
     }

@@ -116,7 +116,9 @@ impl Event {
 /// commits.
 pub async fn begin(db: &db::Db, stream: &Stream) -> Result<db::WriteTx, AppError> {
     let tx = db.begin_write().await?;
-    db::events::lock_head(&*tx, &stream.key()).await?;
+    let key = stream.key();
+    let (seq, hash) = db::events::lock_head(&*tx, &key).await?;
+    tx.set_head(&key, seq, &hash);
     Ok(tx)
 }
 
@@ -131,7 +133,11 @@ pub async fn append(
     payload: Value,
 ) -> Result<Event, AppError> {
     let stream = stream.key();
-    let (seq, prev_hash) = db::events::advance_head(&**tx, &stream).await?;
+    let (last, prev_hash) = match tx.head(&stream) {
+        Some(head) => head,
+        None => db::events::lock_head(&**tx, &stream).await?,
+    };
+    let seq = last + 1;
     let at = crate::clock::from_micros(tx.now(clock)).to_rfc3339_opts(SecondsFormat::Micros, true);
     let actor = actor.key();
     let hash = compute_hash(&stream, seq, kind, &actor, &at, &payload, &prev_hash);
@@ -141,6 +147,7 @@ pub async fn append(
         // Delivered at commit, to every server listening on the same database.
         db::exec(&**tx, "SELECT pg_notify('attest_events', $1)", [format!("{}:{}", event.stream, seq).into()]).await?;
     }
+    tx.set_head(&event.stream, seq, &event.hash);
     tx.advanced(&event.stream, seq);
     Ok(Event { position, ..event })
 }
