@@ -173,12 +173,11 @@ async fn access(
     id: AssessmentId,
     action: Action,
 ) -> Result<Access, AppError> {
-    let assessment = match db::assessments::get_assessment(conn, id).await? {
-        Some(a) if a.agency_id == actor.agency_id => a,
+    let (assessment, role) = match db::assessments::assessment_and_role(conn, id, actor.user_id).await? {
+        Some((a, role)) if a.agency_id == actor.agency_id => (a, role),
         _ => return Err(AppError::NotFound("assessment")),
     };
     let ancestry = db::org::ancestry(conn, assessment.agency_id, assessment.unit_id).await?;
-    let role = db::assessments::member_role(conn, id, actor.user_id).await?;
     let access = Access { assessment, ancestry, role };
     policy::authorize(actor, action, access.resource())?;
     Ok(access)
@@ -540,7 +539,9 @@ pub async fn set_answer(state: &AppState, actor: &Actor, input: SetAnswer) -> Re
                 .map_err(|reason| AppError::invalid("value", format!("question \"{}\": {reason}", question.id)))?,
         ),
     };
-    let current = db::assessments::get_answer(&*tx, id, &question.id).await?;
+    // Every answer is read once: the one to change, and the rest for the progress summary.
+    let mut all = db::assessments::answers(&*tx, id).await?;
+    let current = all.iter().find(|c| c.question_id == question.id).cloned();
     let current_revision = current.as_ref().map_or(0, |c| c.revision);
     if let Some(expected) = input.expected_revision
         && expected != current_revision
@@ -575,7 +576,10 @@ pub async fn set_answer(state: &AppState, actor: &Actor, input: SetAnswer) -> Re
     };
     db::assessments::upsert_answer(&*tx, id, &answer).await?;
     resume_if_needed(state, &tx, actor, &mut a).await?;
-    let all = db::assessments::answers(&*tx, id).await?;
+    match all.iter_mut().find(|c| c.question_id == answer.question_id) {
+        Some(slot) => *slot = answer.clone(),
+        None => all.push(answer.clone()),
+    }
     refresh_summary(&mut a, &template.template, &all);
     a.updated_at = now;
     db::assessments::update_assessment(&*tx, &a).await?;

@@ -4,9 +4,12 @@ use std::collections::HashMap;
 use std::sync::{Arc, PoisonError, RwLock};
 
 use sea_orm::sea_query::OnConflict;
-use sea_orm::{ActiveModelTrait, ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder, Set};
+use sea_orm::{
+    ActiveModelTrait, ColumnTrait, ConnectionTrait, EntityTrait, FromQueryResult, QueryFilter, QueryOrder, Set,
+};
 
 use super::entities::{answer, assessment, assessment_member, comment, comment_version, section_assignment, template};
+use super::stmt;
 use crate::assessments::{
     Answer, Approval, Assessment, AssessmentRole, Comment, CommentVersion, Member, SectionAssignment, Status,
     StoredTemplate,
@@ -240,6 +243,24 @@ pub async fn memberships(
             ))
         })
         .collect()
+}
+
+/// An assessment and the user's role on it, in one query: every access check starts with both.
+pub async fn assessment_and_role(
+    conn: &impl ConnectionTrait,
+    id: AssessmentId,
+    user: UserId,
+) -> Result<Option<(Assessment, Option<AssessmentRole>)>, AppError> {
+    const SQL: &str = "SELECT a.*, m.role AS member_role FROM assessments a \
+        LEFT JOIN assessment_members m ON m.assessment_id = a.id AND m.user_id = $1 WHERE a.id = $2";
+    let values = [user.to_string().into(), id.to_string().into()];
+    let Some(row) = conn.query_one_raw(stmt(conn.get_database_backend(), SQL, values)).await? else {
+        return Ok(None);
+    };
+    let a = assessment_from(assessment::Model::from_query_result(&row, "")?)?;
+    let role = row.try_get::<Option<String>>("", "member_role")?;
+    let role = role.map(|r| AssessmentRole::parse(&r).map_err(|_| corrupt("member"))).transpose()?;
+    Ok(Some((a, role)))
 }
 
 pub async fn member_role(

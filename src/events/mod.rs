@@ -2,7 +2,6 @@
 //! transaction as the change. The exact hashing rules are written down in `docs/event-log.md`.
 
 use chrono::SecondsFormat;
-use sea_orm::ConnectionTrait;
 use serde::Serialize;
 use serde_json::Value;
 use sha2::{Digest, Sha256};
@@ -143,10 +142,6 @@ pub async fn append(
     let hash = compute_hash(&stream, seq, kind, &actor, &at, &payload, &prev_hash);
     let event = Event { position: 0, stream, seq, kind: kind.to_owned(), actor, at, payload, prev_hash, hash };
     let position = db::events::insert(&**tx, &event).await?;
-    if tx.get_database_backend() == sea_orm::DbBackend::Postgres {
-        // Delivered at commit, to every server listening on the same database.
-        db::exec(&**tx, "SELECT pg_notify('attest_events', $1)", [format!("{}:{}", event.stream, seq).into()]).await?;
-    }
     tx.set_head(&event.stream, seq, &event.hash);
     tx.advanced(&event.stream, seq);
     Ok(Event { position, ..event })
