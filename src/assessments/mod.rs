@@ -173,11 +173,10 @@ async fn access(
     id: AssessmentId,
     action: Action,
 ) -> Result<Access, AppError> {
-    let (assessment, role) = match db::assessments::assessment_and_role(conn, id, actor.user_id).await? {
-        Some((a, role)) if a.agency_id == actor.agency_id => (a, role),
+    let (assessment, role, ancestry) = match db::assessments::assessment_access(conn, id, actor.user_id).await? {
+        Some((a, role, ancestry)) if a.agency_id == actor.agency_id => (a, role, ancestry),
         _ => return Err(AppError::NotFound("assessment")),
     };
-    let ancestry = db::org::ancestry(conn, assessment.agency_id, assessment.unit_id).await?;
     let access = Access { assessment, ancestry, role };
     policy::authorize(actor, action, access.resource())?;
     Ok(access)

@@ -245,22 +245,37 @@ pub async fn memberships(
         .collect()
 }
 
-/// An assessment and the user's role on it, in one query: every access check starts with both.
-pub async fn assessment_and_role(
+/// What an access check needs, in one query: the assessment, the user's role on it, and its
+/// unit with the unit's ancestors, nearest first.
+pub async fn assessment_access(
     conn: &impl ConnectionTrait,
     id: AssessmentId,
     user: UserId,
-) -> Result<Option<(Assessment, Option<AssessmentRole>)>, AppError> {
-    const SQL: &str = "SELECT a.*, m.role AS member_role FROM assessments a \
-        LEFT JOIN assessment_members m ON m.assessment_id = a.id AND m.user_id = $1 WHERE a.id = $2";
-    let values = [user.to_string().into(), id.to_string().into()];
-    let Some(row) = conn.query_one_raw(stmt(conn.get_database_backend(), SQL, values)).await? else {
-        return Ok(None);
-    };
-    let a = assessment_from(assessment::Model::from_query_result(&row, "")?)?;
-    let role = row.try_get::<Option<String>>("", "member_role")?;
+) -> Result<Option<(Assessment, Option<AssessmentRole>, Vec<UnitId>)>, AppError> {
+    // The depth bound only guards against a cycle, which the unit rules already prevent.
+    const SQL: &str = "WITH RECURSIVE chain (unit, parent, depth) AS ( \
+        SELECT u.id, u.parent_id, 0 FROM units u JOIN assessments a ON a.unit_id = u.id WHERE a.id = $1 \
+        UNION ALL SELECT u.id, u.parent_id, chain.depth + 1 FROM units u JOIN chain ON u.id = chain.parent \
+        WHERE chain.depth < 1000) \
+        SELECT a.*, m.role AS member_role, chain.unit AS ancestor FROM assessments a \
+        LEFT JOIN assessment_members m ON m.assessment_id = a.id AND m.user_id = $2 \
+        LEFT JOIN chain ON 1 = 1 WHERE a.id = $3 ORDER BY chain.depth";
+    let values = [id.to_string().into(), user.to_string().into(), id.to_string().into()];
+    let rows = conn.query_all_raw(stmt(conn.get_database_backend(), SQL, values)).await?;
+    let Some(first) = rows.first() else { return Ok(None) };
+    let a = assessment_from(assessment::Model::from_query_result(first, "")?)?;
+    let role = first.try_get::<Option<String>>("", "member_role")?;
     let role = role.map(|r| AssessmentRole::parse(&r).map_err(|_| corrupt("member"))).transpose()?;
-    Ok(Some((a, role)))
+    let mut ancestry = vec![a.unit_id];
+    for row in rows.iter().skip(1) {
+        let Some(unit) = row.try_get::<Option<String>>("", "ancestor")? else { break };
+        let unit = UnitId::parse(&unit).map_err(|_| corrupt("unit"))?;
+        if ancestry.contains(&unit) {
+            break;
+        }
+        ancestry.push(unit);
+    }
+    Ok(Some((a, role, ancestry)))
 }
 
 pub async fn member_role(

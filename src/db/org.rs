@@ -208,28 +208,6 @@ pub async fn session_user(
     Ok(Some((session, user, roles)))
 }
 
-/// A unit and its ancestors in the agency, nearest first, read in one recursive query.
-pub async fn ancestry(conn: &impl ConnectionTrait, agency: AgencyId, id: UnitId) -> Result<Vec<UnitId>, AppError> {
-    // The depth bound only guards against a cycle that the unit rules already prevent.
-    const SQL: &str = "WITH RECURSIVE chain (id, parent_id, depth) AS ( \
-        SELECT id, parent_id, 0 FROM units WHERE id = $1 AND agency_id = $2 \
-        UNION ALL SELECT u.id, u.parent_id, chain.depth + 1 FROM units u JOIN chain ON u.id = chain.parent_id \
-        WHERE chain.depth < 1000) \
-        SELECT id FROM chain ORDER BY depth";
-    let rows = conn
-        .query_all_raw(stmt(conn.get_database_backend(), SQL, [id.to_string().into(), agency.to_string().into()]))
-        .await?;
-    let mut chain = vec![id];
-    for row in rows.iter().skip(1) {
-        let unit = UnitId::parse(&row.try_get::<String>("", "id")?).map_err(|_| bad_row("unit"))?;
-        if chain.contains(&unit) {
-            break;
-        }
-        chain.push(unit);
-    }
-    Ok(chain)
-}
-
 pub async fn roles_of_user(conn: &impl ConnectionTrait, id: UserId) -> Result<Vec<RoleGrant>, AppError> {
     let rows = unit_role::Entity::find().filter(unit_role::Column::UserId.eq(id.to_string())).all(conn).await?;
     rows.into_iter().map(grant_from).collect()
