@@ -6,7 +6,7 @@ use chrono::{DateTime, Utc};
 use futures_util::{Stream, StreamExt};
 
 use super::assessment_types::UnitSummary;
-use super::types::GqlEvent;
+use super::live::LiveEvent;
 use super::{actor, state};
 use crate::ids::{AssessmentId, UnitId};
 use crate::live::{self, tail::Ended};
@@ -69,12 +69,12 @@ impl Subscription {
         ctx: &Context<'_>,
         assessment_id: ID,
         after_seq: Option<i64>,
-    ) -> async_graphql::Result<impl Stream<Item = async_graphql::Result<GqlEvent>> + use<>> {
+    ) -> async_graphql::Result<impl Stream<Item = async_graphql::Result<LiveEvent>> + use<>> {
         let id = AssessmentId::parse(&assessment_id)?;
         let events = live::tail::assessment_events(state(ctx), actor(ctx)?, id, after_seq.unwrap_or(0)).await?;
-        Ok(events.map(|item| match item {
-            // Each subscriber renders its own selection of the shared event.
-            Ok(event) => Ok(GqlEvent((*event).clone())),
+        Ok(events.map(move |item| match item {
+            // Subscribers that sent the same request share one rendering of each event.
+            Ok(event) => Ok(LiveEvent { assessment: id, event }),
             Err(reason) => Err(ended(reason)),
         }))
     }

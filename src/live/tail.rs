@@ -178,6 +178,8 @@ pub async fn assessment_events(
                 }
             };
         }
+        // The catch-up pages are done: give their buffer back before waiting, perhaps for hours.
+        drop(batch);
         let (mut rx, cut) = registered.expect("the loop above only ends once registered");
         while let Some(event) = rx.recv().await {
             if event.seq <= last {
