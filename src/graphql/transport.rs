@@ -178,15 +178,22 @@ async fn connection(
         Ok(None) => return,
         Err(_) => return close(&mut tx, close::INIT_TIMEOUT, "connection initialisation timeout").await,
     };
-    let payload = match serde_json::from_str::<serde_json::Value>(&init) {
-        Ok(v) if v["type"] == "connection_init" => v.get("payload").cloned().unwrap_or_default(),
+    // The token and the init message's parsed form are dropped once used: the connection's
+    // future keeps its variables for as long as the connection lives.
+    let token = match serde_json::from_str::<serde_json::Value>(&init) {
+        Ok(v) if v["type"] == "connection_init" => v["payload"]["token"].as_str().map(str::to_owned),
         _ => return close(&mut tx, close::UNAUTHORIZED, "unauthorized: send connection_init first").await,
     };
-    let token = payload.get("token").and_then(|t| t.as_str()).map(str::to_owned).or(cookie_token);
-    let Some(token) = token else {
+    let Some(token) = token.or(cookie_token) else {
         return close(&mut tx, close::UNAUTHORIZED, "authentication required").await;
     };
-    let actor = match auth::authenticate(&ep.state, &token).await {
+    // Boxed, for the same reason: the authentication's database reads are done once, at the start.
+    let authenticated = {
+        let _turn = ep.state.live.setting_up().await;
+        Box::pin(auth::authenticate(&ep.state, &token)).await
+    };
+    drop(token);
+    let actor = match authenticated {
         Ok(actor) => actor,
         Err(err) => {
             let code = match &err {
