@@ -12,6 +12,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
+use attest::graphql::transport::{WS_READ_BUFFER, WS_WRITE_BUFFER};
 use clap::{Args, Parser, Subcommand};
 use futures_util::{SinkExt, StreamExt};
 use serde_json::{Value, json};
@@ -496,7 +497,7 @@ async fn baseline_server(listen: std::net::SocketAddr) -> anyhow::Result<()> {
         .route(
             "/ws",
             get(|State((tx, _)): State<(broadcast::Sender<Arc<str>>, Arc<AtomicU64>)>, up: WebSocketUpgrade| async move {
-                up.read_buffer_size(16 * 1024).write_buffer_size(16 * 1024).on_upgrade(move |mut socket| async move {
+                up.read_buffer_size(WS_READ_BUFFER).write_buffer_size(WS_WRITE_BUFFER).on_upgrade(move |mut socket| async move {
                     let mut rx = tx.subscribe();
                     loop {
                         tokio::select! {

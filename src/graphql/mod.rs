@@ -6,6 +6,7 @@ mod assessment_api;
 mod assessment_types;
 mod audit_api;
 mod history_api;
+mod live;
 mod mutation;
 mod query;
 mod subscription;
@@ -37,6 +38,10 @@ pub struct Mutation(CoreMutation, AssessmentMutation, AuditMutation, LiveMutatio
 
 pub type AttestSchema = Schema<Query, Mutation, Subscription>;
 
+/// Event renderings kept for live subscribers: enough for the recent events of busy assessments
+/// under a few distinct subscription requests, each rendering a few hundred bytes.
+const RENDER_CACHE_CAPACITY: usize = 1024;
+
 /// What the HTTP layer learned about the caller, handed to every resolver.
 #[derive(Clone, Debug)]
 pub struct Caller {
@@ -53,6 +58,7 @@ pub fn build_schema(state: AppState) -> AttestSchema {
         .data(state)
         .data(answers)
         .data(templates)
+        .data(live::RenderCache::new(RENDER_CACHE_CAPACITY))
         .limit_depth(config.max_query_depth)
         .limit_complexity(config.max_query_complexity)
         .extension(ErrorCodes)

@@ -6,7 +6,7 @@ use chrono::{DateTime, Utc};
 use futures_util::{Stream, StreamExt};
 
 use super::assessment_types::UnitSummary;
-use super::types::GqlEvent;
+use super::live::LiveEvent;
 use super::{actor, state};
 use crate::ids::{AssessmentId, UnitId};
 use crate::live::{self, tail::Ended};
@@ -69,12 +69,15 @@ impl Subscription {
         ctx: &Context<'_>,
         assessment_id: ID,
         after_seq: Option<i64>,
-    ) -> async_graphql::Result<impl Stream<Item = async_graphql::Result<GqlEvent>> + use<>> {
+    ) -> async_graphql::Result<impl Stream<Item = async_graphql::Result<LiveEvent>> + use<>> {
         let id = AssessmentId::parse(&assessment_id)?;
-        let events = live::tail::assessment_events(state(ctx), actor(ctx)?, id, after_seq.unwrap_or(0)).await?;
-        Ok(events.map(|item| match item {
-            // Each subscriber renders its own selection of the shared event.
-            Ok(event) => Ok(GqlEvent((*event).clone())),
+        // Boxed, here and below: the authorization's database reads would otherwise stay part of
+        // the subscription's state, allocated for as long as it lives, though done at its start.
+        let events =
+            Box::pin(live::tail::assessment_events(state(ctx), actor(ctx)?, id, after_seq.unwrap_or(0))).await?;
+        Ok(events.map(move |item| match item {
+            // Subscribers that sent the same request share one rendering of each event.
+            Ok(event) => Ok(LiveEvent { assessment: id, event }),
             Err(reason) => Err(ended(reason)),
         }))
     }
@@ -87,7 +90,7 @@ impl Subscription {
         assessment_id: ID,
     ) -> async_graphql::Result<impl Stream<Item = Vec<PresenceEntry>> + use<>> {
         let id = AssessmentId::parse(&assessment_id)?;
-        let stream = live::presence::join(state(ctx), actor(ctx)?, id).await?;
+        let stream = Box::pin(live::presence::join(state(ctx), actor(ctx)?, id)).await?;
         Ok(stream.map(|list| list.iter().map(PresenceEntry::from).collect()))
     }
 
@@ -99,7 +102,7 @@ impl Subscription {
         unit_id: ID,
     ) -> async_graphql::Result<impl Stream<Item = async_graphql::Result<Vec<UnitSummary>>> + use<>> {
         let unit = UnitId::parse(&unit_id)?;
-        let stream = live::progress::unit_progress(state(ctx), actor(ctx)?, unit).await?;
+        let stream = Box::pin(live::progress::unit_progress(state(ctx), actor(ctx)?, unit)).await?;
         Ok(stream.map(|item| match item {
             Ok(rows) => Ok(rows.into_iter().map(UnitSummary::from).collect()),
             Err(err) => Err(err.into()),

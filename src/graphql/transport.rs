@@ -6,8 +6,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use async_graphql::http::GraphiQLSource;
-use async_graphql_axum::{GraphQLProtocol, GraphQLWebSocket};
+use async_graphql::http::{GraphiQLSource, WebSocketProtocols, WsMessage};
 use axum::body::Body;
 use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
 use axum::extract::{ConnectInfo, State};
@@ -17,8 +16,8 @@ use axum::routing::get;
 use axum::{Json, Router};
 use futures_util::stream::{SplitSink, SplitStream};
 use futures_util::{SinkExt, StreamExt};
-use tokio::sync::mpsc;
 
+use super::live::LiveExecutor;
 use super::{AttestSchema, Caller, build_schema};
 use crate::auth::{self, ClientAddress};
 use crate::error::{AppError, LogDisplay};
@@ -108,21 +107,40 @@ async fn graphql_post(
     out
 }
 
+/// The websocket read buffer: what one read from the socket may take, and what every connection
+/// holds while it waits. Client messages are small (`subscribe` is a few hundred bytes), and a
+/// larger frame makes the buffer grow to that frame's length (up to `ws_max_message_bytes`) when
+/// its header arrives, so a small buffer limits nothing but the bytes taken per read.
+pub const WS_READ_BUFFER: usize = 1024;
+
+/// Frames are written to the socket as soon as they are sent (every send flushes): nothing is
+/// gathered before writing, and the write buffer only ever holds the frame being written.
+pub const WS_WRITE_BUFFER: usize = 0;
+
+/// The subprotocol the client asked for (`graphql-transport-ws` or the older `graphql-ws`), the
+/// first one known in `Sec-WebSocket-Protocol`.
+fn ws_protocol(headers: &HeaderMap) -> Option<WebSocketProtocols> {
+    let offered = headers.get(header::SEC_WEBSOCKET_PROTOCOL)?.to_str().ok()?;
+    offered.split(',').find_map(|p| p.trim().parse().ok())
+}
+
 /// graphql-transport-ws. The session token comes in `connection_init`'s payload
 /// (`{"token": "…"}`) or, when the page is the server's own, as the session cookie.
 async fn graphql_ws(
     State(ep): State<Endpoint>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
-    protocol: GraphQLProtocol,
     upgrade: WebSocketUpgrade,
 ) -> Response {
+    let Some(protocol) = ws_protocol(&headers) else {
+        return StatusCode::BAD_REQUEST.into_response();
+    };
     let address = client_address(&ep.state.config, &headers, peer);
     let cookie_token = if same_origin(&headers) { session_cookie(&headers) } else { None };
     let max = ep.state.config.ws_max_message_bytes;
     upgrade
-        .read_buffer_size(16 * 1024)
-        .write_buffer_size(16 * 1024)
+        .read_buffer_size(WS_READ_BUFFER)
+        .write_buffer_size(WS_WRITE_BUFFER)
         .max_message_size(max)
         .max_frame_size(max)
         .protocols(async_graphql::http::ALL_WEBSOCKET_PROTOCOLS)
@@ -146,7 +164,7 @@ mod close {
 async fn connection(
     ep: Endpoint,
     socket: WebSocket,
-    protocol: GraphQLProtocol,
+    protocol: WebSocketProtocols,
     address: ClientAddress,
     cookie_token: Option<String>,
 ) {
@@ -160,15 +178,22 @@ async fn connection(
         Ok(None) => return,
         Err(_) => return close(&mut tx, close::INIT_TIMEOUT, "connection initialisation timeout").await,
     };
-    let payload = match serde_json::from_str::<serde_json::Value>(&init) {
-        Ok(v) if v["type"] == "connection_init" => v.get("payload").cloned().unwrap_or_default(),
+    // The token and the init message's parsed form are dropped once used: the connection's
+    // future keeps its variables for as long as the connection lives.
+    let token = match serde_json::from_str::<serde_json::Value>(&init) {
+        Ok(v) if v["type"] == "connection_init" => v["payload"]["token"].as_str().map(str::to_owned),
         _ => return close(&mut tx, close::UNAUTHORIZED, "unauthorized: send connection_init first").await,
     };
-    let token = payload.get("token").and_then(|t| t.as_str()).map(str::to_owned).or(cookie_token);
-    let Some(token) = token else {
+    let Some(token) = token.or(cookie_token) else {
         return close(&mut tx, close::UNAUTHORIZED, "authentication required").await;
     };
-    let actor = match auth::authenticate(&ep.state, &token).await {
+    // Boxed, for the same reason: the authentication's database reads are done once, at the start.
+    let authenticated = {
+        let _turn = ep.state.live.setting_up().await;
+        Box::pin(auth::authenticate(&ep.state, &token)).await
+    };
+    drop(token);
+    let actor = match authenticated {
         Ok(actor) => actor,
         Err(err) => {
             let code = match &err {
@@ -189,41 +214,46 @@ async fn connection(
         return close(&mut tx, close::TOO_MANY, &reason).await;
     };
 
-    // Everything the client sends, pongs included, counts as a sign of life.
+    // Everything the client sends, pongs included, counts as a sign of life. The protocol reads
+    // text and binary messages and stops at the first error (a frame over the size limit, say).
     let started = Instant::now();
     let seen = Arc::new(AtomicU64::new(0));
     let seen_in = seen.clone();
-    let inbound =
-        futures_util::stream::once(std::future::ready(Ok(Message::Text(init.into())))).chain(rx.inspect(move |_| {
+    let inbound = futures_util::stream::once(std::future::ready(axum::body::Bytes::from(init.into_bytes()))).chain(
+        rx.inspect(move |_| {
             seen_in.store(u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX), Ordering::Relaxed);
-        }));
-    // The protocol writes into a small queue; this task alone writes to the socket, so that it can
+        })
+        .take_while(|msg| std::future::ready(msg.is_ok()))
+        .filter_map(|msg| {
+            std::future::ready(match msg {
+                Ok(msg @ (Message::Text(_) | Message::Binary(_))) => Some(msg.into_data()),
+                _ => None,
+            })
+        }),
+    );
+    // The protocol is a stream of outgoing messages, polled here only when the socket can take
+    // one: no queue between the two, and this task alone writes to the socket, so that it can
     // also ping and time out while the protocol waits.
-    let (out_tx, mut out_rx) = mpsc::channel::<Message>(8);
-    let outbound =
-        futures_util::sink::unfold(
-            out_tx,
-            |out_tx, msg: Message| async move { out_tx.send(msg).await.map(|()| out_tx) },
-        );
     let caller = Caller { actor: Some(actor), refused: None, address };
-    let serve = GraphQLWebSocket::new_with_pair(outbound, inbound, ep.schema.clone(), protocol)
+    let outgoing = async_graphql::http::WebSocket::new(LiveExecutor::new(ep.schema.clone()), inbound, protocol)
         .on_connection_init(move |_| async move {
             let mut data = async_graphql::Data::default();
             data.insert(caller);
             Ok(data)
-        })
-        .serve();
-    tokio::pin!(serve);
-    let mut serving = true;
+        });
+    tokio::pin!(outgoing);
     let mut ping = tokio::time::interval_at(tokio::time::Instant::now() + ping_every, ping_every);
     let idle_check = tokio::time::sleep(idle);
     tokio::pin!(idle_check);
     let mut shutdown = ep.state.live.shutting_down();
     loop {
         tokio::select! {
-            _ = &mut serve, if serving => serving = false,
-            msg = out_rx.recv() => {
-                let Some(msg) = msg else { break };
+            msg = outgoing.next() => {
+                let msg = match msg {
+                    Some(WsMessage::Text(text)) => Message::Text(text.into()),
+                    Some(WsMessage::Close(code, reason)) => Message::Close(Some(CloseFrame { code, reason: reason.into() })),
+                    None => break,
+                };
                 let closing = matches!(msg, Message::Close(_));
                 // A client that takes no data for this long is as good as gone.
                 match tokio::time::timeout(idle, tx.send(msg)).await {

@@ -203,6 +203,8 @@ impl GqlRoleGrant {
     }
 }
 
+/// An event of the log. Its fields read the event and nothing else, never the caller: live
+/// subscribers share one rendering of each event (`graphql::live`).
 #[derive(Clone)]
 pub struct GqlEvent(pub events::Event);
 

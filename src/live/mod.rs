@@ -16,7 +16,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
-use tokio::sync::{broadcast, watch};
+use tokio::sync::{Semaphore, SemaphorePermit, broadcast, watch};
 use tokio::task::JoinHandle;
 
 use crate::config::{DatabaseUrl, ServeConfig};
@@ -68,7 +68,12 @@ struct Inner {
     shutdown: watch::Sender<bool>,
     /// Subscribers cut off for falling behind, since the server started.
     cut_off: AtomicU64,
+    /// Turns to set up a connection or subscription (see `Hub::setting_up`).
+    setup: Semaphore,
 }
+
+/// Connections and subscriptions set up at once. Enough to keep the database pool busy.
+const SETUP_AT_ONCE: usize = 16;
 
 /// Locks a std mutex. The data behind these mutexes stays consistent even if a holder panicked
 /// (every critical section is a single map or list operation), so a poisoned lock is used as is.
@@ -91,6 +96,7 @@ impl Hub {
                 connections: Mutex::new(HashMap::new()),
                 shutdown,
                 cut_off: AtomicU64::new(0),
+                setup: Semaphore::new(SETUP_AT_ONCE),
             }),
         }
     }
@@ -150,6 +156,14 @@ impl Hub {
         }
         *n += 1;
         Some(ConnectionSlot { hub: self.clone(), user })
+    }
+
+    /// A turn to set up a websocket connection or a subscription: the database reads that
+    /// authenticate, authorize and catch up. Few run at once, so that thousands of clients
+    /// (re)connecting together wait in line with a few bytes each, instead of all holding their
+    /// reads' state at the same moment, which would stay with the process as its memory peak.
+    pub async fn setting_up(&self) -> SemaphorePermit<'_> {
+        self.inner.setup.acquire().await.expect("the setup semaphore is never closed")
     }
 
     /// How many tailers are running: one per stream with subscribers.

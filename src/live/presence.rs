@@ -76,8 +76,10 @@ pub async fn join(
     actor: &Actor,
     id: AssessmentId,
 ) -> Result<impl Stream<Item = Snapshot> + Send + use<>, AppError> {
+    let turn = state.live.setting_up().await;
     crate::assessments::assessment(state, actor, id).await?;
     let user = crate::db::org::get_user(&state.db.conn, actor.user_id).await?.ok_or(AppError::NotFound("user"))?;
+    drop(turn);
     let hub = state.live.clone();
     let registry = &hub.inner.presence;
     let key = registry.next_key.fetch_add(1, Ordering::Relaxed);

@@ -19,7 +19,9 @@ pub async fn unit_progress(
 ) -> Result<impl Stream<Item = Result<Vec<UnitSummary>, AppError>> + Send + use<>, AppError> {
     // Subscribe before the first computation, so that no change after it goes unnoticed.
     let mut rx = state.live.inner.advanced.subscribe();
+    let turn = state.live.setting_up().await;
     let first = assessments::unit_dashboard(state, actor, unit).await?;
+    drop(turn);
     let state = state.clone();
     let actor = actor.clone();
     let own_agency = crate::events::Stream::Agency(actor.agency_id).key();
@@ -54,7 +56,7 @@ pub async fn unit_progress(
                     Err(TryRecvError::Closed) => return,
                 }
             }
-            match assessments::unit_dashboard(&state, &actor, unit).await {
+            match Box::pin(assessments::unit_dashboard(&state, &actor, unit)).await {
                 Ok(now) if now != last => {
                     last = now.clone();
                     yield Ok(now);

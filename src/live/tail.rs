@@ -145,10 +145,12 @@ pub async fn assessment_events(
     }
     let hub = state.live.clone();
     let page = hub.settings().page;
+    let turn = state.live.setting_up().await;
     crate::assessments::assessment(state, actor, id).await?;
     let db = state.db.clone();
     let stream = events::Stream::Assessment(id);
     let first = events::page(&db.conn, &stream, after_seq, page).await?;
+    drop(turn);
     Ok(async_stream::stream! {
         let mut last = after_seq;
         let mut batch = first;
@@ -169,7 +171,9 @@ pub async fn assessment_events(
                 }
                 registered = Some(register(&hub, &stream, last));
             }
-            batch = match events::page(&db.conn, &stream, last, page).await {
+            // Database reads are boxed inside the stream: its state is kept, between events, for
+            // as long as the subscription lives, and should not reserve room for a query.
+            batch = match Box::pin(events::page(&db.conn, &stream, last, page)).await {
                 Ok(b) => b,
                 Err(err) => {
                     tracing::warn!(error = %LogDisplay(&err), "live: catching up failed");
@@ -178,6 +182,8 @@ pub async fn assessment_events(
                 }
             };
         }
+        // The catch-up pages are done: give their buffer back before waiting, perhaps for hours.
+        drop(batch);
         let (mut rx, cut) = registered.expect("the loop above only ends once registered");
         while let Some(event) = rx.recv().await {
             if event.seq <= last {
@@ -185,7 +191,7 @@ pub async fn assessment_events(
             }
             // A gap: events the tailer read before this subscriber joined. The log has them.
             while event.seq > last + 1 {
-                match events::page(&db.conn, &stream, last, page.min((event.seq - 1 - last) as u64)).await {
+                match Box::pin(events::page(&db.conn, &stream, last, page.min((event.seq - 1 - last) as u64))).await {
                     Ok(missing) if !missing.is_empty() => {
                         for e in missing {
                             if e.seq == last + 1 {

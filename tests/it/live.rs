@@ -432,3 +432,130 @@ async fn a_subscriber_on_one_server_receives_in_order_the_events_written_through
     last = read_until(&mut ws, "e", last, n, &mut prev).await;
     assert_eq!(last, n, "everything written through B arrived at A, in order");
 }
+
+/// The same subscription as `EVENTS`, through an alias, a fragment and a variable directive.
+const EVENTS_SHAPED: &str = "subscription($id: ID!, $after: Int, $withHash: Boolean!) {
+    changed: assessmentEvents(assessmentId: $id, afterSeq: $after) { ...Basics hash @include(if: $withHash) } }
+    fragment Basics on Event { n: seq type }";
+
+/// The whole messages of subscription `id` until the event with sequence number `until`.
+async fn frames_until(ws: &mut Ws, id: &str, field: &str, seq: &str, until: i64) -> Vec<Value> {
+    let mut frames = Vec::new();
+    loop {
+        let msg = ws.next().await;
+        if msg["id"] != id {
+            continue;
+        }
+        assert_eq!(msg["type"], "next", "{msg}");
+        let n = msg["payload"]["data"][field][seq].as_i64().unwrap_or_else(|| panic!("an event: {msg}"));
+        frames.push(msg);
+        if n >= until {
+            return frames;
+        }
+    }
+}
+
+fn keys(frame: &Value, field: &str) -> Vec<String> {
+    let mut keys: Vec<String> = frame["payload"]["data"][field].as_object().unwrap().keys().cloned().collect();
+    keys.sort();
+    keys
+}
+
+#[tokio::test]
+async fn subscribers_sending_the_same_subscription_get_identical_correct_frames_and_other_selections_their_own() {
+    let app = TestApp::spawn().await;
+    let admin = app.admin().await;
+    let (_, id) = assessment(&app, &admin).await;
+    for i in 0..3 {
+        answer(&app, &admin, &id, TEXT_QUESTION, json!(format!("draft {i}"))).await;
+    }
+
+    let mut first = app.ws(&admin).await;
+    let mut second = app.ws(&admin).await;
+    let mut with_payload = app.ws(&admin).await;
+    let vars = json!({ "id": id, "after": 0 });
+    first.subscribe("e", EVENTS, vars.clone()).await;
+    second.subscribe("e", EVENTS, vars.clone()).await;
+    with_payload.subscribe("p", EVENTS_WITH_PAYLOAD, vars.clone()).await;
+    // The same shaped query twice with and twice without the hash, one connection each.
+    let mut shaped = Vec::new();
+    for with_hash in [false, true, false, true] {
+        let mut ws = app.ws(&admin).await;
+        ws.subscribe("s", EVENTS_SHAPED, json!({ "id": id, "after": 0, "withHash": with_hash })).await;
+        shaped.push((with_hash, ws));
+    }
+    // One more event after subscribing, which reaches each subscriber from its catch-up read or
+    // from the live tail, whichever comes first.
+    answer(&app, &admin, &id, TEXT_QUESTION, json!("final")).await;
+    let logged = app.events(&admin, &format!("assessment:{id}")).await;
+    let n = logged.len() as i64;
+
+    let a = frames_until(&mut first, "e", "assessmentEvents", "seq", n).await;
+    let b = frames_until(&mut second, "e", "assessmentEvents", "seq", n).await;
+    assert_eq!(a.len() as i64, n);
+    assert_eq!(a, b, "the same subscription gets the same frames, byte for byte in content");
+    for (frame, event) in a.iter().zip(&logged) {
+        let got = &frame["payload"]["data"]["assessmentEvents"];
+        for field in ["stream", "seq", "type", "actor", "at", "prevHash", "hash"] {
+            assert_eq!(got[field], event[field], "{field} of {got}");
+        }
+        assert_eq!(keys(frame, "assessmentEvents"), ["actor", "at", "hash", "prevHash", "seq", "stream", "type"]);
+    }
+
+    let p = frames_until(&mut with_payload, "p", "assessmentEvents", "seq", n).await;
+    for (frame, event) in p.iter().zip(&logged) {
+        assert_eq!(keys(frame, "assessmentEvents"), ["hash", "payload", "prevHash", "seq"]);
+        assert_eq!(frame["payload"]["data"]["assessmentEvents"]["payload"], event["payload"]);
+    }
+    let mut by_variables: Vec<(bool, Vec<Value>)> = Vec::new();
+    for (with_hash, ws) in &mut shaped {
+        let frames = frames_until(ws, "s", "changed", "n", n).await;
+        assert_eq!(frames.len() as i64, n);
+        for (frame, event) in frames.iter().zip(&logged) {
+            let expected: &[&str] = if *with_hash { &["hash", "n", "type"] } else { &["n", "type"] };
+            assert_eq!(keys(frame, "changed"), expected, "variables shape the rendering: {frame}");
+            let got = &frame["payload"]["data"]["changed"];
+            assert_eq!(got["n"], event["seq"]);
+            assert_eq!(got["type"], event["type"]);
+            if *with_hash {
+                assert_eq!(got["hash"], event["hash"]);
+            }
+        }
+        match by_variables.iter().find(|(h, _)| h == with_hash) {
+            Some((_, earlier)) => assert_eq!(earlier, &frames, "the same request, the same frames"),
+            None => by_variables.push((*with_hash, frames)),
+        }
+    }
+
+    // Renderings of this assessment's events are kept now; another agency sending the very same
+    // subscription still gets nothing but "not found".
+    let password = attest::auth::password::Password::parse("p", "other agency password").unwrap();
+    attest::agencies::create_agency(&app.state, "South Police", "chief@south.test", &password, false).await.unwrap();
+    let foreign = app.token("chief@south.test", "other agency password").await;
+    let mut outsider = app.ws(&foreign).await;
+    outsider.subscribe("e", EVENTS, vars).await;
+    let payload = outsider.next_of("e").await;
+    assert_eq!(payload["errors"][0]["extensions"]["code"], "NOT_FOUND", "{payload}");
+    assert!(payload["data"].is_null() || payload["data"]["assessmentEvents"].is_null(), "{payload}");
+}
+
+#[tokio::test]
+async fn a_message_far_larger_than_the_read_buffer_is_taken_up_to_the_limit_and_one_beyond_ends_the_connection() {
+    let app = TestApp::spawn_with(|c| c.ws_max_message_bytes = 64 * 1024).await;
+    let admin = app.admin().await;
+    let (_, id) = assessment(&app, &admin).await;
+
+    // A subscription padded with a comment to 48 KiB, 48 times the server's read buffer.
+    let mut ws = app.ws(&admin).await;
+    let padded = format!("# {}\n{EVENTS}", "x".repeat(48 * 1024));
+    ws.subscribe("e", &padded, json!({ "id": id, "after": 0 })).await;
+    let payload = ws.next_of("e").await;
+    assert_eq!(payload["data"]["assessmentEvents"]["seq"], 1, "{payload}");
+
+    let oversized = format!("# {}\n{EVENTS}", "x".repeat(80 * 1024));
+    ws.subscribe("big", &oversized, json!({ "id": id, "after": 0 })).await;
+    // The connection ends without serving it.
+    while let Ok(msg) = ws.next_or_close().await {
+        assert_ne!(msg["id"], "big", "a message over the limit is not served: {msg}");
+    }
+}
