@@ -63,7 +63,11 @@ pub async fn run(o: Options) -> anyhow::Result<()> {
     ensure!(o.clients > 0 && o.rounds > 0 && o.seconds > 0, "--clients, --rounds and --seconds must be positive");
     let postgraphile = install_postgraphile(&o.node_dir).await?;
     let db = ScratchDatabase::create(&o.postgres, "attest_bench_reads").await.context("--postgres")?;
-    let result = measure(&o, &db.url, &postgraphile).await;
+    // PostGraphile's driver talks plain TCP to PostgreSQL unless told otherwise, while sqlx would
+    // negotiate TLS where the server offers it: all three use plain TCP, so that they do the
+    // same work.
+    let sep = if db.url.contains('?') { '&' } else { '?' };
+    let result = measure(&o, &format!("{}{sep}sslmode=disable", db.url), &postgraphile).await;
     db.remove().await;
     result
 }
@@ -172,14 +176,16 @@ async fn measure(o: &Options, url: &str, postgraphile: &Path) -> anyhow::Result<
          PostGraphile with {workers} worker(s)",
         o.clients, o.seconds, o.warmup, o.rounds
     );
+    let meter = CpuMeter::connect(url).await?;
+    let pids = [attest.pid()?, postgraphile.pid()?, plain.pid()?];
     let mut summaries = Vec::new();
     for (name, requests) in pairs {
         // Each server's first answer is checked field by field; every later answer must equal it.
         let mut targets = Vec::new();
-        for r in requests {
+        for (r, pid) in requests.into_iter().zip(pids) {
             let body = r.fetch(&http).await?;
             check_first(name, r.server, &body, &seed).with_context(|| format!("{} answered {body}", r.server))?;
-            targets.push(Arc::new(Target { request: r, expected: body }));
+            targets.push(Arc::new(Target { request: r, expected: body, pid }));
         }
         ensure!(
             targets[1].expected["data"] == targets[2].expected["data"],
@@ -189,13 +195,27 @@ async fn measure(o: &Options, url: &str, postgraphile: &Path) -> anyhow::Result<
             run_load(&http, t, o.clients, Duration::from_secs(o.warmup)).await?;
         }
         println!("\n{name}");
-        println!("{:>6} {:<13} {:>10} {:>9} {:>9}", "round", "server", "req/s", "p50 ms", "p99 ms");
+        println!(
+            "{:>6} {:<13} {:>10} {:>9} {:>9} {:>13} {:>13}",
+            "round", "server", "req/s", "p50 ms", "p99 ms", "server CPU ms", "pg CPU ms"
+        );
         let mut rounds: Vec<[Measured; 3]> = Vec::new();
         for round in 1..=o.rounds {
             let mut row = Vec::new();
             for t in &targets {
-                let m = run_load(&http, t, o.clients, Duration::from_secs(o.seconds)).await?;
-                println!("{round:>6} {:<13} {:>10.0} {:>9.1} {:>9.1}", t.request.server, m.rate, ms(m.p50), ms(m.p99));
+                let before = meter.sample(t.pid).await?;
+                let mut m = run_load(&http, t, o.clients, Duration::from_secs(o.seconds)).await?;
+                let after = meter.sample(t.pid).await?;
+                (m.server_cpu, m.db_cpu) = after.per_request_since(&before, m.requests);
+                println!(
+                    "{round:>6} {:<13} {:>10.0} {:>9.1} {:>9.1} {:>13.2} {:>13.2}",
+                    t.request.server,
+                    m.rate,
+                    ms(m.p50),
+                    ms(m.p99),
+                    ms(m.server_cpu),
+                    ms(m.db_cpu)
+                );
                 row.push(m);
             }
             rounds.push(row.try_into().map_err(|_| anyhow::anyhow!("three measurements a round"))?);
@@ -228,6 +248,23 @@ async fn measure(o: &Options, url: &str, postgraphile: &Path) -> anyhow::Result<
         );
     }
     println!("target: a/pg req at least 1.50 and a/pg p99 at most 1.00");
+    println!("\nCPU per request (ms, medians): the server's processes, and PostgreSQL's backends for this database");
+    println!(
+        "{:<28} {:>10} {:>10} {:>10} {:>10} {:>10} {:>10}",
+        "query", "attest", "a pg", "pgraph", "pg pg", "plain", "pl pg"
+    );
+    for (name, rounds) in &summaries {
+        let col = |i: usize, f: fn(&Measured) -> Duration| median(rounds.iter().map(|r| ms(f(&r[i]))).collect());
+        println!(
+            "{name:<28} {:>10.2} {:>10.2} {:>10.2} {:>10.2} {:>10.2} {:>10.2}",
+            col(0, |m| m.server_cpu),
+            col(0, |m| m.db_cpu),
+            col(1, |m| m.server_cpu),
+            col(1, |m| m.db_cpu),
+            col(2, |m| m.server_cpu),
+            col(2, |m| m.db_cpu)
+        );
+    }
     for server in [attest, postgraphile, plain] {
         server.stop().await;
     }
@@ -494,12 +531,18 @@ impl Request {
 struct Target {
     request: Request,
     expected: Value,
+    /// The server's process.
+    pid: u32,
 }
 
 struct Measured {
+    requests: usize,
     rate: f64,
     p50: Duration,
     p99: Duration,
+    /// CPU time per request of the server's processes, and of PostgreSQL's backends.
+    server_cpu: Duration,
+    db_cpu: Duration,
 }
 
 /// `clients` clients sending the request back to back for `length`; every body must equal the
@@ -534,7 +577,86 @@ async fn run_load(
     ensure!(!all.is_empty(), "no request completed");
     all.sort();
     let at = |p: usize| all[(all.len() * p / 100).min(all.len() - 1)];
-    Ok(Measured { rate: all.len() as f64 / elapsed.as_secs_f64(), p50: at(50), p99: at(99) })
+    Ok(Measured {
+        requests: all.len(),
+        rate: all.len() as f64 / elapsed.as_secs_f64(),
+        p50: at(50),
+        p99: at(99),
+        server_cpu: Duration::ZERO,
+        db_cpu: Duration::ZERO,
+    })
+}
+
+/// Reads CPU time from Linux's /proc: a server's process with its children (PostGraphile's
+/// workers), and the PostgreSQL backends connected to the benchmark's database, which no other
+/// client uses.
+struct CpuMeter(sea_orm::DatabaseConnection);
+
+struct CpuSample {
+    server: f64,
+    backends: BTreeMap<u32, f64>,
+}
+
+impl CpuMeter {
+    async fn connect(url: &str) -> anyhow::Result<Self> {
+        Ok(Self(sea_orm::Database::connect(url).await?))
+    }
+
+    async fn sample(&self, server: u32) -> anyhow::Result<CpuSample> {
+        use sea_orm::ConnectionTrait;
+        let rows = self
+            .0
+            .query_all_raw(sea_orm::Statement::from_string(
+                sea_orm::DbBackend::Postgres,
+                "SELECT pid FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()",
+            ))
+            .await?;
+        let mut backends = BTreeMap::new();
+        for row in rows {
+            let pid: i32 = row.try_get("", "pid")?;
+            let pid = u32::try_from(pid)?;
+            backends.insert(pid, proc_stat(pid).map_or(0.0, |s| s.cpu));
+        }
+        let children: f64 = proc_pids().filter_map(proc_stat).filter(|s| s.parent == server).map(|s| s.cpu).sum();
+        let server = proc_stat(server).map_or(0.0, |s| s.cpu) + children;
+        Ok(CpuSample { server, backends })
+    }
+}
+
+impl CpuSample {
+    /// CPU time per request since `before`: the server's, and PostgreSQL's.
+    fn per_request_since(&self, before: &CpuSample, requests: usize) -> (Duration, Duration) {
+        let db: f64 =
+            self.backends.iter().map(|(pid, cpu)| cpu - before.backends.get(pid).copied().unwrap_or(0.0)).sum();
+        let n = requests.max(1) as f64;
+        (
+            Duration::from_secs_f64(((self.server - before.server) / n).max(0.0)),
+            Duration::from_secs_f64((db / n).max(0.0)),
+        )
+    }
+}
+
+struct ProcStat {
+    parent: u32,
+    /// User and system time, in seconds.
+    cpu: f64,
+}
+
+fn proc_stat(pid: u32) -> Option<ProcStat> {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The fields after the command name, which is in parentheses: state, ppid, ... utime (the
+    // 12th of these), stime; in clock ticks of 1/100 s.
+    let fields: Vec<&str> = text.rsplit_once(')')?.1.split_whitespace().collect();
+    let ticks = |i: usize| fields.get(i)?.parse::<f64>().ok();
+    Some(ProcStat { parent: fields.get(1)?.parse().ok()?, cpu: (ticks(11)? + ticks(12)?) / 100.0 })
+}
+
+fn proc_pids() -> impl Iterator<Item = u32> {
+    std::fs::read_dir("/proc")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|e| e.file_name().to_str().and_then(|n| n.parse().ok()))
 }
 
 fn ms(d: Duration) -> f64 {
@@ -548,6 +670,10 @@ fn ms(d: Duration) -> f64 {
 struct Server(tokio::process::Child);
 
 impl Server {
+    fn pid(&self) -> anyhow::Result<u32> {
+        self.0.id().context("a server exited early")
+    }
+
     fn start(command: &mut tokio::process::Command) -> anyhow::Result<Self> {
         let child = command.stdout(Stdio::null()).kill_on_drop(true).spawn().context("starting a server")?;
         Ok(Self(child))
