@@ -122,7 +122,9 @@ async fn measure(o: &Options, url: &str, postgraphile: &Path) -> anyhow::Result<
         "--disable-graphiql",
         "--disable-query-log",
         "--max-pool-size",
-        "20",
+        // Attest's pool and the plain server's hold 20 connections; so do PostGraphile's
+        // workers together.
+        &(20 / workers).max(1).to_string(),
     ]);
     if workers > 1 {
         command.args(["--cluster-workers", &workers.to_string()]);
