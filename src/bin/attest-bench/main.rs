@@ -1,5 +1,5 @@
 //! Benchmarks that compare Attest with a baseline measured side by side in the same run:
-//! `cargo run --release --bin attest-bench -- replay --help`.
+//! `cargo run --release --bin attest-bench -- replay --help` (also `writes`, `reads`).
 
 use std::time::{Duration, Instant};
 
@@ -54,6 +54,19 @@ enum Bench {
         #[arg(long, default_value_t = 3)]
         rounds: usize,
     },
+    /// Reads of an assessment with 100 answers and of a unit dashboard: the release `attest`
+    /// server against PostGraphile 4 (installed from npm on first use) over the same PostgreSQL
+    /// database, and a plain axum handler running the same SQL as the ceiling. Every response
+    /// body is checked.
+    Reads(reads::Options),
+    /// The plain axum server of `reads`, started by it as a child process.
+    #[command(hide = true)]
+    ReadsPlainServer {
+        #[arg(long)]
+        database_url: String,
+        #[arg(long)]
+        listen: String,
+    },
 }
 
 #[tokio::main]
@@ -61,9 +74,12 @@ async fn main() -> anyhow::Result<()> {
     match Cli::parse().bench {
         Bench::Replay { database_url, events, rounds } => replay(database_url, events, rounds).await,
         Bench::Writes { postgres, clients, seconds, rounds } => writes::run(postgres, clients, seconds, rounds).await,
+        Bench::Reads(options) => reads::run(options).await,
+        Bench::ReadsPlainServer { database_url, listen } => reads::plain_server(&database_url, &listen).await,
     }
 }
 
+mod reads;
 mod writes;
 
 const PASSWORD: &str = "benchmark administrator password";
@@ -207,4 +223,52 @@ pub(crate) fn tempfile_dir() -> anyhow::Result<std::path::PathBuf> {
     let dir = std::env::temp_dir().join(format!("attest-bench-{}", uuid::Uuid::new_v4().simple()));
     std::fs::create_dir_all(&dir)?;
     Ok(dir)
+}
+
+/// A database of its own on a PostgreSQL server, for one run; `remove` drops it.
+pub(crate) struct ScratchDatabase {
+    server: String,
+    name: String,
+    /// The new database's URL.
+    pub url: String,
+}
+
+impl ScratchDatabase {
+    /// `server` is the URL of any database on the server, used to create and drop this one.
+    pub async fn create(server: &str, prefix: &str) -> anyhow::Result<Self> {
+        let name = format!("{prefix}_{}", uuid::Uuid::new_v4().simple());
+        let admin = sea_orm::Database::connect(server).await.context("connecting to the PostgreSQL server")?;
+        admin.execute_unprepared(&format!("CREATE DATABASE {name}")).await?;
+        admin.close().await.ok();
+        let (prefix, _) = server.rsplit_once('/').context("a PostgreSQL URL ends with /database")?;
+        Ok(Self { server: server.to_owned(), url: format!("{prefix}/{name}"), name })
+    }
+
+    /// Drops the database, closing whatever connections still use it.
+    pub async fn remove(self) {
+        if let Ok(admin) = sea_orm::Database::connect(self.server.as_str()).await {
+            let _ = admin.execute_unprepared(&format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name)).await;
+            admin.close().await.ok();
+        }
+    }
+}
+
+/// Sends a GraphQL request to `{base}/graphql` and returns its `data`; a response with errors
+/// is an error.
+pub(crate) async fn graphql(
+    http: &reqwest::Client,
+    base: &str,
+    token: Option<&str>,
+    query: &str,
+    vars: serde_json::Value,
+) -> anyhow::Result<serde_json::Value> {
+    let mut req = http.post(format!("{base}/graphql")).json(&serde_json::json!({ "query": query, "variables": vars }));
+    if let Some(t) = token {
+        req = req.bearer_auth(t);
+    }
+    let body: serde_json::Value = req.send().await?.json().await?;
+    if body.get("errors").is_some() {
+        anyhow::bail!("request failed: {body}");
+    }
+    Ok(body["data"].clone())
 }

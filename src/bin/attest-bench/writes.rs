@@ -5,15 +5,15 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, bail, ensure};
+use anyhow::{Context, ensure};
 use attest::clock::Clock;
 use attest::config::{DatabaseUrl, Secret, ServeConfig};
 use sea_orm::ConnectionTrait;
 use sea_orm::sqlx;
-use serde_json::{Value, json};
+use serde_json::json;
 use sha2::{Digest, Sha256};
 
-use super::{PASSWORD, median};
+use super::{PASSWORD, ScratchDatabase, graphql, median};
 
 const QUESTION: &str = "rd-leadership-vision";
 const LEVELS: [&str; 5] = ["0", "1", "2", "3", "4"];
@@ -29,22 +29,17 @@ struct Target {
 pub async fn run(postgres: Option<String>, clients: Vec<usize>, seconds: u64, rounds: usize) -> anyhow::Result<()> {
     ensure!(!clients.is_empty() && clients.iter().all(|c| *c > 0), "--clients needs positive counts");
     let dir = super::tempfile_dir()?;
-    let (url, drop_db) = match &postgres {
-        Some(base) => {
-            let name = format!("attest_bench_{}", uuid::Uuid::new_v4().simple());
-            let admin = sea_orm::Database::connect(base.as_str()).await.context("connecting to --postgres")?;
-            admin.execute_unprepared(&format!("CREATE DATABASE {name}")).await?;
-            admin.close().await.ok();
-            let (prefix, _) = base.rsplit_once('/').context("a PostgreSQL URL ends with /database")?;
-            (format!("{prefix}/{name}"), Some((base.clone(), name)))
-        }
-        None => (format!("sqlite://{}/bench.db?mode=rwc", dir.display()), None),
+    let scratch = match &postgres {
+        Some(server) => Some(ScratchDatabase::create(server, "attest_bench").await.context("--postgres")?),
+        None => None,
+    };
+    let url = match &scratch {
+        Some(db) => db.url.clone(),
+        None => format!("sqlite://{}/bench.db?mode=rwc", dir.display()),
     };
     let result = measure(&url, postgres.is_some(), &clients, seconds, rounds).await;
-    if let Some((base, name)) = drop_db
-        && let Ok(admin) = sea_orm::Database::connect(base.as_str()).await
-    {
-        let _ = admin.execute_unprepared(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")).await;
+    if let Some(db) = scratch {
+        db.remove().await;
     }
     result
 }
@@ -93,7 +88,7 @@ async fn start(url: &str, postgres: bool, clients: usize) -> anyhow::Result<Targ
     let base = format!("http://{}", listener.local_addr()?);
     tokio::spawn(attest::http::serve(state, listener, std::future::pending()));
     let http = reqwest::Client::new();
-    let login = post(
+    let login = graphql(
         &http,
         &base,
         None,
@@ -103,8 +98,8 @@ async fn start(url: &str, postgres: bool, clients: usize) -> anyhow::Result<Targ
     .await?;
     let token = login["login"]["token"].as_str().context("a session token")?.to_owned();
     let unit =
-        post(&http, &base, Some(&token), "mutation { createUnit(name: \"Benchmark\") { id } }", json!({})).await?;
-    let templates = post(&http, &base, Some(&token), "{ templates { id key } }", json!({})).await?;
+        graphql(&http, &base, Some(&token), "mutation { createUnit(name: \"Benchmark\") { id } }", json!({})).await?;
+    let templates = graphql(&http, &base, Some(&token), "{ templates { id key } }", json!({})).await?;
     let template = templates["templates"]
         .as_array()
         .and_then(|t| t.iter().find(|t| t["key"] == "ai-readiness"))
@@ -112,7 +107,7 @@ async fn start(url: &str, postgres: bool, clients: usize) -> anyhow::Result<Targ
         .clone();
     let mut assessments = Vec::new();
     for i in 0..clients {
-        let a = post(
+        let a = graphql(
             &http,
             &base,
             Some(&token),
@@ -123,24 +118,6 @@ async fn start(url: &str, postgres: bool, clients: usize) -> anyhow::Result<Targ
         assessments.push(a["createAssessment"]["id"].as_str().context("an assessment id")?.to_owned());
     }
     Ok(Target { base, token, assessments, url: url.to_owned(), postgres })
-}
-
-async fn post(
-    http: &reqwest::Client,
-    base: &str,
-    token: Option<&str>,
-    query: &str,
-    vars: Value,
-) -> anyhow::Result<Value> {
-    let mut req = http.post(format!("{base}/graphql")).json(&json!({ "query": query, "variables": vars }));
-    if let Some(t) = token {
-        req = req.bearer_auth(t);
-    }
-    let body: Value = req.send().await?.json().await?;
-    if body.get("errors").is_some() {
-        bail!("request failed: {body}");
-    }
-    Ok(body["data"].clone())
 }
 
 /// `clients` clients, each answering its own assessment's question over and over through the API.
@@ -156,7 +133,7 @@ async fn attest_writes(t: &Target, clients: usize, length: Duration) -> anyhow::
             while started.elapsed() < length {
                 k += 1;
                 let value = LEVELS[k % LEVELS.len()];
-                let data = post(
+                let data = graphql(
                     &http,
                     &base,
                     Some(&token),
