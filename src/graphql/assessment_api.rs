@@ -70,14 +70,14 @@ impl AssessmentQuery {
             .map(|a| {
                 let role = roles.iter().find(|(id, _)| *id == a.id).map(|(_, r)| *r);
                 let ancestry = crate::agencies::ancestry(&units, a.unit_id);
-                GqlAssessment(assessments::Access { assessment: a, ancestry, role })
+                GqlAssessment::new(assessments::Access { assessment: a, ancestry, role })
             })
             .collect();
         Ok(paginate(items, after, first, |a| a.0.assessment.id.to_string())?)
     }
 
     async fn assessment(&self, ctx: &Context<'_>, id: ID) -> async_graphql::Result<GqlAssessment> {
-        Ok(GqlAssessment(assessments::assessment(state(ctx), actor(ctx)?, AssessmentId::parse(&id)?).await?))
+        Ok(GqlAssessment::new(assessments::assessment(state(ctx), actor(ctx)?, AssessmentId::parse(&id)?).await?))
     }
 
     /// The sections assigned to the caller.
@@ -87,7 +87,7 @@ impl AssessmentQuery {
         let mut out = Vec::new();
         for (a, section_id) in assessments::my_assignments(state, actor).await? {
             if let Ok(access) = assessments::assessment(state, actor, a.id).await {
-                out.push(MyAssignment { assessment: GqlAssessment(access), section_id });
+                out.push(MyAssignment { assessment: GqlAssessment::new(access), section_id });
             }
         }
         Ok(out)
@@ -202,7 +202,7 @@ impl AssessmentMutation {
             members,
         };
         let a = assessments::create_assessment(state(ctx), actor, new).await?;
-        Ok(GqlAssessment(assessments::assessment(state(ctx), actor, a.id).await?))
+        Ok(GqlAssessment::new(assessments::assessment(state(ctx), actor, a.id).await?))
     }
 
     /// Changes an assessment's title, subject or due date (null removes the due date).
@@ -222,7 +222,7 @@ impl AssessmentMutation {
             MaybeUndefined::Value(d) => Some(Some(date("dueDate", &d)?)),
         };
         assessments::update_details(state(ctx), actor, id, DetailsChange { title, subject, due_date }).await?;
-        Ok(GqlAssessment(assessments::assessment(state(ctx), actor, id).await?))
+        Ok(GqlAssessment::new(assessments::assessment(state(ctx), actor, id).await?))
     }
 
     /// Gives a person a role on the assessment, changes it, or with a null role removes it.
@@ -236,7 +236,7 @@ impl AssessmentMutation {
         let actor = actor(ctx)?;
         let id = self::assessment_id(&assessment_id)?;
         assessments::set_member(state(ctx), actor, id, UserId::parse(&user_id)?, role.map(Into::into)).await?;
-        Ok(GqlAssessment(assessments::assessment(state(ctx), actor, id).await?))
+        Ok(GqlAssessment::new(assessments::assessment(state(ctx), actor, id).await?))
     }
 
     /// Assigns a section to one of the assessment's editors, or withdraws it.
@@ -251,7 +251,7 @@ impl AssessmentMutation {
         let actor = actor(ctx)?;
         let id = self::assessment_id(&assessment_id)?;
         assessments::assign_section(state(ctx), actor, id, &section_id, UserId::parse(&user_id)?, assigned).await?;
-        Ok(GqlAssessment(assessments::assessment(state(ctx), actor, id).await?))
+        Ok(GqlAssessment::new(assessments::assessment(state(ctx), actor, id).await?))
     }
 
     /// Answers a question. See `SetAnswerInput` for conflicts.
@@ -350,7 +350,7 @@ impl AssessmentMutation {
         let due = due_date.as_deref().map(|d| date("dueDate", d)).transpose()?;
         let a = assessments::start_next_cycle(state(ctx), actor, assessment_id(&previous_id)?, title.as_deref(), due)
             .await?;
-        Ok(GqlAssessment(assessments::assessment(state(ctx), actor, a.id).await?))
+        Ok(GqlAssessment::new(assessments::assessment(state(ctx), actor, a.id).await?))
     }
 
     /// Imports a JSON export (from this or another Attest) into a unit, as an archived assessment.
@@ -362,7 +362,7 @@ impl AssessmentMutation {
     ) -> async_graphql::Result<GqlAssessment> {
         let actor = actor(ctx)?;
         let a = assessments::import_assessment(state(ctx), actor, UnitId::parse(&unit_id)?, &document).await?;
-        Ok(GqlAssessment(assessments::assessment(state(ctx), actor, a.id).await?))
+        Ok(GqlAssessment::new(assessments::assessment(state(ctx), actor, a.id).await?))
     }
 }
 
@@ -375,5 +375,5 @@ async fn transition(
     let actor = actor(ctx)?;
     let id = assessment_id(&id)?;
     assessments::transition(state(ctx), actor, id, t, reason.as_deref()).await?;
-    Ok(GqlAssessment(assessments::assessment(state(ctx), actor, id).await?))
+    Ok(GqlAssessment::new(assessments::assessment(state(ctx), actor, id).await?))
 }

@@ -360,12 +360,25 @@ impl GqlQuestion {
 // -------------------------------------------------------------------------------------------
 // Assessments
 
-pub struct GqlAssessment(pub Access);
+/// An assessment the caller may see, with its answers once a field has loaded them: `answers`,
+/// `progress` and `riskRegister` of one object then share one load.
+pub struct GqlAssessment(pub Access, tokio::sync::OnceCell<Arc<Vec<Answer>>>);
 
 impl GqlAssessment {
+    pub fn new(access: Access) -> Self {
+        GqlAssessment(access, tokio::sync::OnceCell::new())
+    }
+
     async fn answers_of(&self, ctx: &Context<'_>) -> async_graphql::Result<Arc<Vec<Answer>>> {
-        let loader = ctx.data_unchecked::<DataLoader<AnswersLoader>>();
-        Ok(loader.load_one(self.0.assessment.id).await.map_err(loader_error)?.unwrap_or_default())
+        let loaded = self
+            .1
+            .get_or_try_init(|| async {
+                let loader = ctx.data_unchecked::<DataLoader<AnswersLoader>>();
+                let answers = loader.load_one(self.0.assessment.id).await.map_err(loader_error)?;
+                Ok::<_, async_graphql::Error>(answers.unwrap_or_default())
+            })
+            .await?;
+        Ok(loaded.clone())
     }
 
     async fn template_of(&self, ctx: &Context<'_>) -> async_graphql::Result<Arc<StoredTemplate>> {
