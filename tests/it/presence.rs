@@ -226,3 +226,41 @@ async fn a_server_that_stops_cleanly_takes_its_people_with_it_without_waiting_fo
     assert_eq!(left.len(), 1);
     drop(theirs);
 }
+
+#[tokio::test]
+async fn a_burst_of_typing_toggles_is_published_as_a_few_lists_ending_with_the_latest() {
+    let a = TestApp::spawn().await;
+    if !a.db.is_postgres() {
+        eprintln!("{SKIPPED}");
+        return;
+    }
+    let admin = a.admin().await;
+    let (_, id) = assessment(&a, &admin).await;
+    let server = a.state.live.presence().server().0.to_string();
+    let mut listener = sea_orm::sqlx::postgres::PgListener::connect(a.db.url.expose()).await.expect("connect");
+    listener.listen("attest_presence").await.expect("listen");
+
+    let mut ws = a.ws(&admin).await;
+    ws.subscribe("p", PRESENCE, json!({ "id": id })).await;
+    people(&ws.next_of("p").await);
+    let toggles = 20;
+    for i in 0..toggles {
+        a.ok(Some(&admin), MOVE, json!({ "id": id, "q": "rd-governance", "t": i % 2 == 0 })).await;
+    }
+    a.ok(Some(&admin), MOVE, json!({ "id": id, "q": "rd-leadership-evidence", "t": false })).await;
+    // The list with the last move is the last one published.
+    let mut lists = 0;
+    loop {
+        let n = listener.recv().await.expect("a notification");
+        let message: Value = serde_json::from_str(n.payload()).expect("JSON");
+        if message["k"] != "room" || message["s"] != server.as_str() {
+            continue;
+        }
+        lists += 1;
+        let e = &message["e"][0];
+        if e["q"] == "rd-leadership-evidence" {
+            break;
+        }
+    }
+    assert!(lists < toggles, "{} changes were published as {lists} lists", toggles + 1);
+}
