@@ -9,7 +9,7 @@ use serde_json::{Value, json};
 use tokio::time::Instant;
 use uuid::Uuid;
 
-use crate::helpers::{NEW_PASSWORD, TestApp, Ws};
+use crate::helpers::{NEW_PASSWORD, TestApp, WAIT, Ws};
 
 const PRESENCE: &str =
     "subscription($id: ID!) { presence(assessmentId: $id) { userId displayName questionId typing since } }";
@@ -45,14 +45,23 @@ fn people(payload: &Value) -> Vec<(String, Value, bool)> {
 }
 
 /// Reads presence lists until one satisfies `done`, and returns it. Changes in quick succession
-/// may arrive as one list, so intermediate lists are skipped.
+/// may arrive as one list, so intermediate lists are skipped. The server's pings keep a socket
+/// busy, so the whole wait has a limit of its own.
 async fn until(ws: &mut Ws, done: impl Fn(&[(String, Value, bool)]) -> bool) -> Vec<(String, Value, bool)> {
-    loop {
-        let list = people(&ws.next_of("p").await);
-        if done(&list) {
-            return list;
+    let wait = async {
+        loop {
+            let list = next_list(ws, "p").await;
+            if done(&list) {
+                return list;
+            }
         }
-    }
+    };
+    tokio::time::timeout(WAIT, wait).await.expect("the expected presence list in time")
+}
+
+/// The next presence list of subscription `id`.
+async fn next_list(ws: &mut Ws, id: &str) -> Vec<(String, Value, bool)> {
+    people(&tokio::time::timeout(WAIT, ws.next_of(id)).await.expect("a presence list in time"))
 }
 
 fn sorted(mut list: Vec<(String, Value, bool)>) -> Vec<(String, Value, bool)> {
@@ -81,7 +90,7 @@ async fn other_servers_lists_join_the_room_in_server_order_and_go_when_their_ser
 
     let mut ws = app.ws(&admin).await;
     ws.subscribe("p", PRESENCE, json!({ "id": id })).await;
-    let me = people(&ws.next_of("p").await);
+    let me = next_list(&mut ws, "p").await;
     assert_eq!(me.len(), 1);
     let me = me[0].clone();
 
@@ -101,20 +110,20 @@ async fn other_servers_lists_join_the_room_in_server_order_and_go_when_their_ser
     presence.receive(low, room, vec![entry("Ada"), entry("Ben")], start);
     presence.receive(high, room, vec![entry("Cem")], start + timeout / 2);
     presence.expire(start + timeout);
-    let after = people(&ws.next_of("p").await);
+    let after = next_list(&mut ws, "p").await;
     let names: Vec<&str> = after.iter().map(|p| p.0.as_str()).collect();
     assert_eq!(names, [me.0.as_str(), "Cem"], "the silent server's people left");
 
     // An empty list: everyone on that server left.
     presence.receive(high, room, Vec::new(), start + timeout);
-    assert_eq!(people(&ws.next_of("p").await), vec![me.clone()]);
+    assert_eq!(next_list(&mut ws, "p").await, vec![me.clone()]);
     assert_eq!(presence.snapshot(room).len(), 1);
 
     // A room nobody here looks at keeps the others' lists for whoever joins it.
     let (_, other) = assessment(&app, &admin).await;
     presence.receive(low, AssessmentId::parse(&other).unwrap(), vec![entry("Dee")], Instant::now());
     ws.subscribe("q", PRESENCE, json!({ "id": other })).await;
-    let joined = people(&ws.next_of("q").await);
+    let joined = next_list(&mut ws, "q").await;
     assert_eq!(joined.iter().map(|p| p.0.as_str()).collect::<Vec<_>>(), ["Dee", me.0.as_str()]);
 }
 
@@ -133,7 +142,7 @@ async fn people_on_two_servers_see_each_other_join_move_and_leave() {
 
     let mut mine = a.ws(&admin).await;
     mine.subscribe("p", PRESENCE, json!({ "id": id })).await;
-    let me = people(&mine.next_of("p").await);
+    let me = next_list(&mut mine, "p").await;
     assert_eq!(me.len(), 1);
     let my_name = me[0].0.clone();
     let colleague_joined = (String::from("colleague@agency.test"), Value::Null, false);
@@ -182,7 +191,7 @@ async fn the_people_of_a_server_that_stops_publishing_leave_after_the_presence_t
     let (_, id) = assessment(&a, &admin).await;
     let mut ws = a.ws(&admin).await;
     ws.subscribe("p", PRESENCE, json!({ "id": id })).await;
-    assert_eq!(people(&ws.next_of("p").await).len(), 1);
+    assert_eq!(next_list(&mut ws, "p").await.len(), 1);
 
     // A server that publishes its room once, then crashes: nothing more comes from it.
     let room = json!({
@@ -242,7 +251,7 @@ async fn a_burst_of_typing_toggles_is_published_as_a_few_lists_ending_with_the_l
 
     let mut ws = a.ws(&admin).await;
     ws.subscribe("p", PRESENCE, json!({ "id": id })).await;
-    people(&ws.next_of("p").await);
+    next_list(&mut ws, "p").await;
     let toggles = 20;
     for i in 0..toggles {
         a.ok(Some(&admin), MOVE, json!({ "id": id, "q": "rd-governance", "t": i % 2 == 0 })).await;
@@ -251,7 +260,7 @@ async fn a_burst_of_typing_toggles_is_published_as_a_few_lists_ending_with_the_l
     // The list with the last move is the last one published.
     let mut lists = 0;
     loop {
-        let n = listener.recv().await.expect("a notification");
+        let n = tokio::time::timeout(WAIT, listener.recv()).await.expect("in time").expect("a notification");
         let message: Value = serde_json::from_str(n.payload()).expect("JSON");
         if message["k"] != "room" || message["s"] != server.as_str() {
             continue;
