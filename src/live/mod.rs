@@ -46,7 +46,7 @@ impl Settings {
         let presence_timeout = Duration::from_millis(
             config.presence_timeout_ms.unwrap_or(config.ws_idle_timeout_secs.saturating_mul(1000)).max(100),
         );
-        // At least two heartbeats fit in the timeout, so one lost notification drops nobody.
+        // Three heartbeats fit in the timeout, so a lost notification or two drop nobody.
         let presence_heartbeat = Duration::from_millis(config.presence_heartbeat_ms.max(10)).min(presence_timeout / 3);
         Settings {
             buffer: config.live_buffer.max(1),
