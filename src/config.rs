@@ -239,6 +239,16 @@ pub struct ServeConfig {
     #[arg(long, env = "ATTEST_LIVE_PROGRESS_INTERVAL_MS", default_value_t = 300)]
     pub live_progress_interval_ms: u64,
 
+    /// Milliseconds between two publications of a server's presence to the other servers on the
+    /// same PostgreSQL database (at most a third of the presence timeout).
+    #[arg(long, env = "ATTEST_PRESENCE_HEARTBEAT_MS", default_value_t = 10_000)]
+    pub presence_heartbeat_ms: u64,
+
+    /// Milliseconds after which the presence entries of another server that stopped publishing
+    /// them are dropped; by default the WebSocket idle timeout.
+    #[arg(long, env = "ATTEST_PRESENCE_TIMEOUT_MS")]
+    pub presence_timeout_ms: Option<u64>,
+
     /// Log format.
     #[arg(long, env = "ATTEST_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,

@@ -55,7 +55,8 @@ pub async fn serve(
     };
     let app = router(state).into_make_service_with_connect_info::<SocketAddr>();
     let served = axum::serve(listener, app).with_graceful_shutdown(shutdown).await;
-    drop(live);
+    // After the connections closed: on PostgreSQL, the other servers hear that everyone left.
+    live.stop().await;
     if let Some(checkpoints) = checkpoints {
         checkpoints.stop().await;
     }

@@ -34,15 +34,27 @@ pub struct Settings {
     pub poll: Duration,
     /// The least time between two unit progress updates of one subscription.
     pub progress_interval: Duration,
+    /// How often each server publishes its presence rooms again (PostgreSQL), so that the others
+    /// keep them.
+    pub presence_heartbeat: Duration,
+    /// Another server's presence entries not published again for this long are dropped.
+    pub presence_timeout: Duration,
 }
 
 impl Settings {
     pub fn from_config(config: &ServeConfig) -> Settings {
+        let presence_timeout = Duration::from_millis(
+            config.presence_timeout_ms.unwrap_or(config.ws_idle_timeout_secs.saturating_mul(1000)).max(100),
+        );
+        // Three heartbeats fit in the timeout, so a lost notification or two drop nobody.
+        let presence_heartbeat = Duration::from_millis(config.presence_heartbeat_ms.max(10)).min(presence_timeout / 3);
         Settings {
             buffer: config.live_buffer.max(1),
             page: 500,
             poll: Duration::from_millis(config.live_poll_ms.max(10)),
             progress_interval: Duration::from_millis(config.live_progress_interval_ms),
+            presence_heartbeat,
+            presence_timeout,
         }
     }
 }
@@ -85,6 +97,7 @@ impl Hub {
     pub fn new(db: Db, url: DatabaseUrl, settings: Settings) -> Hub {
         let (advanced, _) = broadcast::channel(1024);
         let (shutdown, _) = watch::channel(false);
+        let presence = presence::Registry::new(url.is_postgres(), settings.presence_timeout);
         Hub {
             inner: Arc::new(Inner {
                 db,
@@ -92,7 +105,7 @@ impl Hub {
                 settings,
                 tailers: Mutex::new(HashMap::new()),
                 advanced,
-                presence: presence::Registry::default(),
+                presence,
                 connections: Mutex::new(HashMap::new()),
                 shutdown,
                 cut_off: AtomicU64::new(0),
@@ -105,14 +118,24 @@ impl Hub {
         &self.inner.settings
     }
 
+    /// The presence rooms of this server.
+    pub fn presence(&self) -> &presence::Registry {
+        &self.inner.presence
+    }
+
     /// Starts the tasks that turn commits into wake-ups: this process's announcements and, on
-    /// PostgreSQL, a listener for other servers' commits. They stop when `Running` is dropped.
+    /// PostgreSQL, a listener for other servers' commits and presence, and the publisher of this
+    /// server's presence. They stop when `Running` is dropped or stopped.
     pub fn start(&self) -> Running {
         let mut tasks = vec![tokio::spawn(forward_local(self.clone()))];
+        let mut publisher = None;
         if self.inner.url.is_postgres() {
             tasks.push(tokio::spawn(pg::listen(self.clone())));
+            let p = pg::Publisher::new(self.clone());
+            tasks.push(tokio::spawn(pg::publish(self.clone(), p.clone())));
+            publisher = Some(p);
         }
-        Running { hub: self.clone(), tasks }
+        Running { hub: self.clone(), tasks, publisher }
     }
 
     /// Tells the tailer of `stream`, if any, that it advanced to `seq`, and unit progress
@@ -199,6 +222,26 @@ impl Drop for ConnectionSlot {
 pub struct Running {
     hub: Hub,
     tasks: Vec<JoinHandle<()>>,
+    /// This server's presence publisher, on PostgreSQL.
+    publisher: Option<Arc<tokio::sync::Mutex<pg::Publisher>>>,
+}
+
+impl Running {
+    /// Stops the tasks and, on PostgreSQL, tells the other servers that everyone present here
+    /// left, so that they need not wait for the presence timeout. Call it once the connections
+    /// have closed.
+    pub async fn stop(mut self) {
+        self.hub.stop();
+        for t in &self.tasks {
+            t.abort();
+        }
+        if let Some(publisher) = self.publisher.take() {
+            let farewell = async { publisher.lock().await.farewell().await };
+            if tokio::time::timeout(Duration::from_secs(5), farewell).await.is_err() {
+                tracing::warn!("live: could not tell other servers that this one stopped");
+            }
+        }
+    }
 }
 
 impl Drop for Running {

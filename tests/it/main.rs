@@ -14,6 +14,7 @@ mod durability;
 mod errors;
 mod event_log;
 mod live;
+mod presence;
 mod replay;
 mod schema;
 mod templates;
