@@ -220,6 +220,13 @@ pub struct ServeConfig {
     #[arg(long, env = "ATTEST_WS_PING_SECS", default_value_t = 10)]
     pub ws_ping_secs: u64,
 
+    /// Seconds between checks that a WebSocket connection's session still holds and that the
+    /// user's rights (unit roles, administrator, assessment memberships) are unchanged. A
+    /// connection whose session ended is closed with 4401, one whose rights changed with 4403,
+    /// and the client connects again so that each subscription is authorized anew.
+    #[arg(long, env = "ATTEST_WS_RECHECK_SECS", default_value_t = 30)]
+    pub ws_recheck_secs: u64,
+
     /// A WebSocket connection from which nothing (not even a pong) arrived for this many seconds
     /// is closed, and its presence ends.
     #[arg(long, env = "ATTEST_WS_IDLE_TIMEOUT_SECS", default_value_t = 30)]

@@ -169,7 +169,12 @@ fn secs_to_micros(secs: u64) -> i64 {
 
 /// Turns a session token into the actor behind it, ending the session if it has expired.
 pub async fn authenticate(state: &AppState, token: &str) -> Result<Actor, AppError> {
-    let digest = token::digest(token);
+    authenticate_session(state, token::digest(token)).await
+}
+
+/// Authenticates a session by the digest of its token (`Actor::session`): how a long-lived
+/// connection checks that the session it started with still holds.
+pub async fn authenticate_session(state: &AppState, digest: String) -> Result<Actor, AppError> {
     let now = state.clock.now_micros();
     let Some((session, user, roles)) = db::org::session_user(&state.db.conn, &digest).await? else {
         return Err(AppError::Unauthenticated("session is unknown or has ended"));
@@ -188,6 +193,19 @@ pub async fn authenticate(state: &AppState, token: &str) -> Result<Actor, AppErr
         db::accounts::touch_session(&state.db.conn, &digest, now).await?;
     }
     Ok(actor_from(&user, &roles, digest))
+}
+
+/// A fingerprint of everything that decides what the actor may see: the user's rights and the
+/// assessments they belong to, with their roles. A long-lived connection compares it with the one
+/// it was authorized under, and ends when it changed.
+pub async fn rights(state: &AppState, actor: &Actor) -> Result<u64, AppError> {
+    use std::hash::{Hash, Hasher};
+    let memberships = db::assessments::memberships_of_user(&state.db.conn, actor.user_id).await?;
+    let mut roles = actor.unit_roles.clone();
+    roles.sort_by_key(|(unit, _)| *unit);
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    (actor.agency_id, actor.is_admin, actor.must_change_password, roles, memberships).hash(&mut hasher);
+    Ok(hasher.finish())
 }
 
 fn actor_from(user: &User, roles: &[RoleGrant], session: String) -> Actor {

@@ -278,6 +278,16 @@ pub async fn assessment_access(
     Ok(Some((a, role, ancestry)))
 }
 
+/// Every assessment the user is a member of, with the role, by assessment id.
+pub async fn memberships_of_user(conn: &impl ConnectionTrait, user: UserId) -> Result<Vec<(String, String)>, AppError> {
+    let rows = assessment_member::Entity::find()
+        .filter(assessment_member::Column::UserId.eq(user.to_string()))
+        .order_by_asc(assessment_member::Column::AssessmentId)
+        .all(conn)
+        .await?;
+    Ok(rows.into_iter().map(|m| (m.assessment_id, m.role)).collect())
+}
+
 pub async fn member_role(
     conn: &impl ConnectionTrait,
     id: AssessmentId,

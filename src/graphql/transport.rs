@@ -208,6 +208,14 @@ async fn connection(
             return close(&mut tx, code, &err.client_message()).await;
         }
     };
+    let rights = match Box::pin(auth::rights(&ep.state, &actor)).await {
+        Ok(rights) => rights,
+        Err(err) => {
+            tracing::error!(error = %LogDisplay(&err), "websocket authorization failed");
+            return close(&mut tx, close::INTERNAL, "internal error").await;
+        }
+    };
+    let session = actor.session.clone();
     let limit = config.ws_max_connections_per_user;
     let Some(_slot) = ep.state.live.connect(actor.user_id, limit) else {
         let reason = format!("too many connections for this user (at most {limit}); close another first");
@@ -242,6 +250,9 @@ async fn connection(
             Ok(data)
         });
     tokio::pin!(outgoing);
+    // The rights are checked again on the pings' timer, so a connection needs no timer of its own.
+    let recheck_every = Duration::from_secs(config.ws_recheck_secs.max(1));
+    let mut checked = Instant::now();
     let mut ping = tokio::time::interval_at(tokio::time::Instant::now() + ping_every, ping_every);
     let idle_check = tokio::time::sleep(idle);
     tokio::pin!(idle_check);
@@ -265,6 +276,12 @@ async fn connection(
                 if !matches!(tokio::time::timeout(idle, tx.send(Message::Ping(Default::default()))).await, Ok(Ok(()))) {
                     break;
                 }
+                if checked.elapsed() >= recheck_every {
+                    checked = Instant::now();
+                    if let Err((code, reason)) = Box::pin(recheck(&ep.state, &session, rights)).await {
+                        return close(&mut tx, code, &reason).await;
+                    }
+                }
             }
             _ = &mut idle_check => {
                 let last = Duration::from_millis(seen.load(Ordering::Relaxed));
@@ -276,6 +293,26 @@ async fn connection(
                 idle_check.as_mut().reset(tokio::time::Instant::from_std(started + last + idle));
             }
             _ = shutdown.changed() => return close(&mut tx, close::GOING_AWAY, "server shutting down").await,
+        }
+    }
+}
+
+/// Whether a connection may go on: its session still holds, and the user's rights are those it
+/// was authorized with. Otherwise the close code and reason; the client connects again, and each
+/// of its subscriptions is then authorized anew.
+async fn recheck(state: &AppState, session: &str, rights: u64) -> Result<(), (u16, String)> {
+    let outcome = match auth::authenticate_session(state, session.to_owned()).await {
+        Ok(actor) => auth::rights(state, &actor).await.map(|now| now == rights),
+        Err(err) => Err(err),
+    };
+    match outcome {
+        Ok(true) => Ok(()),
+        Ok(false) => Err((close::FORBIDDEN, "your access changed; connect again".to_owned())),
+        Err(AppError::Unauthenticated(reason)) => Err((close::UNAUTHORIZED, format!("unauthorized: {reason}"))),
+        Err(err) => {
+            // A passing database failure must not end every connection: try again next time.
+            tracing::warn!(error = %LogDisplay(&err), "websocket: checking a session's rights failed");
+            Ok(())
         }
     }
 }

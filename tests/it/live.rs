@@ -559,3 +559,54 @@ async fn a_message_far_larger_than_the_read_buffer_is_taken_up_to_the_limit_and_
         assert_ne!(msg["id"], "big", "a message over the limit is not served: {msg}");
     }
 }
+
+#[tokio::test]
+async fn a_connection_ends_when_its_session_ends_or_the_users_rights_change() {
+    let app = TestApp::spawn_with(|c| {
+        c.ws_ping_secs = 1;
+        c.ws_recheck_secs = 1;
+    })
+    .await;
+    let admin = app.admin().await;
+    let (unit, id) = assessment(&app, &admin).await;
+    let (manager_id, manager) = app.create_user(&admin, "manager@agency.test", false).await;
+    app.grant(&admin, &manager_id, &unit, "MANAGER").await;
+
+    let mut managers = app.ws(&manager).await;
+    managers.subscribe("e", EVENTS, json!({ "id": id })).await;
+    assert_eq!(managers.next_of("e").await["data"]["assessmentEvents"]["seq"], 1);
+    let mut admins = app.ws(&admin).await;
+    admins.subscribe("e", EVENTS, json!({ "id": id })).await;
+    assert_eq!(admins.next_of("e").await["data"]["assessmentEvents"]["seq"], 1);
+
+    // Several checks pass while nothing changes: both connections still receive what is written.
+    tokio::time::sleep(std::time::Duration::from_millis(2500)).await;
+    let value = json!({ "i": { "assessmentId": id, "questionId": TEXT_QUESTION, "value": "Checked" } });
+    app.ok(Some(&admin), SET, value).await;
+    for ws in [&mut managers, &mut admins] {
+        // The first answer also moves the assessment from draft to in progress.
+        let first = ws.next_of("e").await;
+        assert_eq!(first["data"]["assessmentEvents"]["type"], "assessment.status_changed", "{first}");
+        let second = ws.next_of("e").await;
+        assert_eq!(second["data"]["assessmentEvents"]["type"], "answer.set", "{second}");
+    }
+
+    // The manager's role is revoked: the connection ends, and subscribing again is refused.
+    app.ok(
+        Some(&admin),
+        "mutation($u: ID!, $unit: ID!) { revokeRole(userId: $u, unitId: $unit) }",
+        json!({ "u": manager_id, "unit": unit }),
+    )
+    .await;
+    let (code, reason) = managers.closed().await;
+    assert_eq!(code, 4403, "{reason}");
+    let mut again = app.ws(&manager).await;
+    again.subscribe("e", EVENTS, json!({ "id": id })).await;
+    let refused = again.next_of("e").await;
+    assert!(["NOT_FOUND", "FORBIDDEN"].contains(&refused["errors"][0]["extensions"]["code"].as_str().unwrap_or("")));
+
+    // The administrator's session ends: the connection opened with it is closed with 4401.
+    app.ok(Some(&admin), "mutation { logout }", json!({})).await;
+    let (code, reason) = admins.closed().await;
+    assert_eq!(code, 4401, "{reason}");
+}
