@@ -269,7 +269,9 @@ async fn a_conflicting_save_brings_up_the_dialog_and_the_chosen_value_wins() {
     sign_in(&page, &app.base, EDITOR2, NEW_PASSWORD).await;
     open_assessment(&page, &app.base, &w.assessment).await;
 
-    // Typing starts a save that waits for a pause; someone else's write lands meanwhile.
+    // Typing starts a save that waits for a pause; someone else's write lands meanwhile. The pause
+    // is lengthened so that the other write lands first even on a loaded machine.
+    page.eval("document.documentElement.dataset.saveDelayMs = '3000'").await;
     page.fill(EVIDENCE_INPUT, "Mine: the strategy was approved in 2025").await;
     set_answer(&app, &w.editor, &w.assessment, EVIDENCE, json!("Theirs: approved in 2024")).await;
 

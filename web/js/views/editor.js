@@ -9,7 +9,12 @@ import { makeControl, formatValue, isShown, sameValue } from '../controls.js';
 import { session } from '../session.js';
 import { renderRiskMatrices, renderRiskRegister } from './risk.js';
 
+/** The pause in typing after which an answer is saved; a page may set
+ * `data-save-delay-ms` on the root element to change it (the browser tests lengthen it). */
 const SAVE_DELAY_MS = 700;
+function saveDelay() {
+  return Number(document.documentElement.dataset.saveDelayMs) || SAVE_DELAY_MS;
+}
 
 export const TEMPLATE_FIELDS = `template { id title kind version principles
   sections { id title description questions { id type prompt guidance required principles
@@ -434,7 +439,7 @@ class Editor {
     this.typing(view.q.id);
     clearTimeout(view.timer);
     this.saveStatus.textContent = 'Unsaved changes…';
-    view.timer = setTimeout(() => this.save(view), immediate ? 150 : SAVE_DELAY_MS);
+    view.timer = setTimeout(() => this.save(view), immediate ? 150 : saveDelay());
     if (immediate) this.applyVisibility();
   }
 
