@@ -14,7 +14,7 @@ const EVENTS: &str = "subscription($id: ID!, $after: Int) {
     assessmentEvents(assessmentId: $id, afterSeq: $after) { stream seq type actor at prevHash hash } }";
 const EVENTS_WITH_PAYLOAD: &str = "subscription($id: ID!, $after: Int) {
     assessmentEvents(assessmentId: $id, afterSeq: $after) { seq prevHash hash payload } }";
-const PRESENCE: &str =
+pub(crate) const PRESENCE: &str =
     "subscription($id: ID!) { presence(assessmentId: $id) { userId displayName questionId typing since } }";
 const PROGRESS: &str =
     "subscription($u: ID!) { unitProgress(unitId: $u) { unit { id } depth requiredTotal requiredAnswered } }";
@@ -22,7 +22,7 @@ const SET: &str = "mutation($i: SetAnswerInput!) { setAnswer(input: $i) { revisi
 const TEXT_QUESTION: &str = "rd-leadership-evidence";
 
 /// A unit and a readiness assessment in it, created by the administrator.
-async fn assessment(app: &TestApp, admin: &str) -> (String, String) {
+pub(crate) async fn assessment(app: &TestApp, admin: &str) -> (String, String) {
     let unit = app.create_unit(admin, "Intelligence", None).await;
     let templates = app.ok(Some(admin), "{ templates { id key } }", json!({})).await;
     let template =

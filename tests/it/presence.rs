@@ -10,31 +10,10 @@ use tokio::time::Instant;
 use uuid::Uuid;
 
 use crate::helpers::{NEW_PASSWORD, TestApp, WAIT, Ws};
-
-const PRESENCE: &str =
-    "subscription($id: ID!) { presence(assessmentId: $id) { userId displayName questionId typing since } }";
+use crate::live::{PRESENCE, assessment};
 const MOVE: &str =
     "mutation($id: ID!, $q: String, $t: Boolean) { setPresence(assessmentId: $id, questionId: $q, typing: $t) }";
 const SKIPPED: &str = "skipped: several servers share a database only on PostgreSQL (set ATTEST_TEST_DATABASE_URL)";
-
-/// A unit and an assessment in it, created by the administrator.
-async fn assessment(app: &TestApp, admin: &str) -> (String, String) {
-    let unit = app.create_unit(admin, "Intelligence", None).await;
-    let templates = app.ok(Some(admin), "{ templates { id key } }", json!({})).await;
-    let template =
-        templates["templates"].as_array().unwrap().iter().find(|t| t["key"] == "ai-readiness").unwrap()["id"]
-            .as_str()
-            .unwrap()
-            .to_owned();
-    let data = app
-        .ok(
-            Some(admin),
-            "mutation($i: CreateAssessmentInput!) { createAssessment(input: $i) { id } }",
-            json!({ "i": { "unitId": unit, "templateId": template, "title": "Readiness 2027" } }),
-        )
-        .await;
-    (unit, data["createAssessment"]["id"].as_str().unwrap().to_owned())
-}
 
 /// (display name, question, typing) of each person in a presence list, in its order.
 fn people(payload: &Value) -> Vec<(String, Value, bool)> {
