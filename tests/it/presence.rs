@@ -182,9 +182,25 @@ async fn the_people_of_a_server_that_stops_publishing_leave_after_the_presence_t
         "SELECT pg_notify('attest_presence', $1)",
         [room.to_string().into()],
     );
-    a.state.db.conn.execute_raw(statement).await.expect("notify");
     let ghost = (String::from("Ghost"), json!("rd-governance"), true);
-    until(&mut ws, |l| l.contains(&ghost)).await;
+    // The server starts listening in the background: the room is published again until it is
+    // heard, as a server's heartbeat would, and never after that.
+    let deadline = Instant::now() + WAIT;
+    loop {
+        a.state.db.conn.execute_raw(statement.clone()).await.expect("notify");
+        let heard = tokio::time::timeout(std::time::Duration::from_millis(300), async {
+            loop {
+                if next_list(&mut ws, "p").await.contains(&ghost) {
+                    break;
+                }
+            }
+        })
+        .await;
+        if heard.is_ok() {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the other server's room was never heard");
+    }
     let after = until(&mut ws, |l| !l.contains(&ghost)).await;
     assert_eq!(after.len(), 1, "only I am left: {after:?}");
 }
