@@ -29,15 +29,6 @@ pub async fn insert_session(conn: &impl ConnectionTrait, s: &SessionRow) -> Resu
     Ok(())
 }
 
-pub async fn get_session(conn: &impl ConnectionTrait, token_hash: &str) -> Result<Option<SessionRow>, AppError> {
-    Ok(session::Entity::find_by_id(token_hash.to_owned()).one(conn).await?.map(|m| SessionRow {
-        token_hash: m.token_hash,
-        user_id: m.user_id,
-        created_at: m.created_at,
-        last_seen_at: m.last_seen_at,
-    }))
-}
-
 pub async fn touch_session(conn: &impl ConnectionTrait, token_hash: &str, now: i64) -> Result<(), AppError> {
     session::Entity::update_many()
         .col_expr(session::Column::LastSeenAt, Expr::value(now))
