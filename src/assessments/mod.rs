@@ -573,7 +573,6 @@ pub async fn set_answer(state: &AppState, actor: &Actor, input: SetAnswer) -> Re
         updated_by: actor.user_id.to_string(),
         updated_at: now,
     };
-    db::assessments::upsert_answer(&*tx, id, &answer).await?;
     resume_if_needed(state, &tx, actor, &mut a).await?;
     match all.iter_mut().find(|c| c.question_id == answer.question_id) {
         Some(slot) => *slot = answer.clone(),
@@ -581,11 +580,12 @@ pub async fn set_answer(state: &AppState, actor: &Actor, input: SetAnswer) -> Re
     }
     refresh_summary(&mut a, &template.template, &all);
     a.updated_at = now;
-    db::assessments::update_assessment(&*tx, &a).await?;
     let before = current
         .as_ref()
         .map(|c| json!({ "value": c.value, "note": c.note, "revision": c.revision, "carried_over": c.carried_over }));
-    events::append(
+    // The answer and the assessment's row are written with the event that records them.
+    let writes = vec![db::assessments::answer_write(id, &answer)?, db::assessments::progress_write(&a)];
+    events::append_with(
         &tx,
         &state.clock,
         &Stream::Assessment(id),
@@ -596,6 +596,7 @@ pub async fn set_answer(state: &AppState, actor: &Actor, input: SetAnswer) -> Re
             "before": before,
             "after": { "value": answer.value, "note": answer.note, "revision": answer.revision, "carried_over": false },
         }),
+        writes,
     )
     .await?;
     tx.commit().await?;
@@ -630,17 +631,17 @@ pub async fn confirm_answer(
         updated_at: now,
         ..current.clone()
     };
-    db::assessments::upsert_answer(&*tx, id, &answer).await?;
     resume_if_needed(state, &tx, actor, &mut a).await?;
     a.updated_at = now;
-    db::assessments::update_assessment(&*tx, &a).await?;
-    events::append(
+    let writes = vec![db::assessments::answer_write(id, &answer)?, db::assessments::progress_write(&a)];
+    events::append_with(
         &tx,
         &state.clock,
         &Stream::Assessment(id),
         "answer.confirmed",
         actor.event_actor(),
         json!({ "question_id": question_id, "revision": answer.revision, "value": answer.value }),
+        writes,
     )
     .await?;
     tx.commit().await?;

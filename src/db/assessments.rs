@@ -9,7 +9,7 @@ use sea_orm::{
 };
 
 use super::entities::{answer, assessment, assessment_member, comment, comment_version, section_assignment, template};
-use super::stmt;
+use super::{Write, stmt};
 use crate::assessments::{
     Answer, Approval, Assessment, AssessmentRole, Comment, CommentVersion, Member, SectionAssignment, Status,
     StoredTemplate,
@@ -415,32 +415,47 @@ pub async fn get_answer(
 }
 
 pub async fn upsert_answer(conn: &impl ConnectionTrait, id: AssessmentId, a: &Answer) -> Result<(), AppError> {
-    let value = a.value.as_ref().map(serde_jcs::to_string).transpose().map_err(AppError::internal)?;
-    answer::Entity::insert(answer::ActiveModel {
-        assessment_id: Set(id.to_string()),
-        question_id: Set(a.question_id.clone()),
-        value: Set(value),
-        note: Set(a.note.clone()),
-        revision: Set(a.revision),
-        carried_over: Set(a.carried_over),
-        updated_by: Set(a.updated_by.clone()),
-        updated_at: Set(a.updated_at),
-    })
-    .on_conflict(
-        OnConflict::columns([answer::Column::AssessmentId, answer::Column::QuestionId])
-            .update_columns([
-                answer::Column::Value,
-                answer::Column::Note,
-                answer::Column::Revision,
-                answer::Column::CarriedOver,
-                answer::Column::UpdatedBy,
-                answer::Column::UpdatedAt,
-            ])
-            .to_owned(),
-    )
-    .exec(conn)
-    .await?;
+    answer_write(id, a)?.run(conn).await?;
     Ok(())
+}
+
+/// Inserts or replaces an answer, as a write to send with the event that records it.
+pub fn answer_write(id: AssessmentId, a: &Answer) -> Result<Write, AppError> {
+    let value = a.value.as_ref().map(serde_jcs::to_string).transpose().map_err(AppError::internal)?;
+    Ok(Write {
+        sql: "INSERT INTO answers (assessment_id, question_id, value, note, revision, carried_over, updated_by, updated_at) \
+              VALUES ($1, $2, $3, $4, $5, $6, $7, $8) \
+              ON CONFLICT (assessment_id, question_id) DO UPDATE SET value = excluded.value, note = excluded.note, \
+              revision = excluded.revision, carried_over = excluded.carried_over, updated_by = excluded.updated_by, \
+              updated_at = excluded.updated_at",
+        values: vec![
+            id.to_string().into(),
+            a.question_id.clone().into(),
+            value.into(),
+            a.note.clone().into(),
+            a.revision.into(),
+            a.carried_over.into(),
+            a.updated_by.clone().into(),
+            a.updated_at.into(),
+        ],
+    })
+}
+
+/// Stores what answering changes in an assessment's row: its status, time and progress summary.
+pub fn progress_write(a: &Assessment) -> Write {
+    Write {
+        sql: "UPDATE assessments SET status = $1, updated_at = $2, required_total = $3, required_answered = $4, \
+              highest_residual = $5, highest_residual_rank = $6 WHERE id = $7",
+        values: vec![
+            a.status.as_str().into(),
+            a.updated_at.into(),
+            a.required_total.into(),
+            a.required_answered.into(),
+            a.highest_residual.clone().into(),
+            a.highest_residual_rank.into(),
+            a.id.to_string().into(),
+        ],
+    }
 }
 
 fn comment_from(m: comment::Model) -> Result<Comment, AppError> {

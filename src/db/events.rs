@@ -4,7 +4,7 @@ use sea_orm::{ActiveModelTrait, ConnectionTrait, EntityTrait, QueryFilter, Query
 use sea_orm::{ColumnTrait, Set};
 
 use super::entities::event;
-use super::{exec, stmt};
+use super::{Write, exec, shift_placeholders, stmt};
 use crate::error::AppError;
 use crate::events::{Event, GENESIS_HASH};
 
@@ -32,9 +32,48 @@ pub async fn lock_head(tx: &impl ConnectionTrait, stream: &str) -> Result<(i64, 
     Err(AppError::internal(anyhow::anyhow!("stream head for {stream} could not be created")))
 }
 
-/// Inserts the event and moves the stream's head to it; returns the global position. The caller
-/// holds the head's lock (`lock_head`).
-pub async fn insert(tx: &impl ConnectionTrait, e: &Event) -> Result<i64, AppError> {
+/// Inserts the event, runs `writes` (the changes the event records), and moves the stream's head
+/// to the event; returns the event's global position. The caller holds the head's lock
+/// (`lock_head`). On PostgreSQL all of it is one statement, so one round trip, whose `pg_notify`
+/// tells every server listening on the database of the event at commit.
+pub async fn insert(tx: &impl ConnectionTrait, e: &Event, writes: Vec<Write>) -> Result<i64, AppError> {
+    let payload = serde_jcs::to_string(&e.payload).map_err(AppError::internal)?;
+    if tx.get_database_backend() == sea_orm::DbBackend::Postgres {
+        // Data-modifying WITH clauses always run to completion, read or not; none of them touches
+        // a row another one does.
+        let mut sql = String::from("WITH ");
+        let mut values: Vec<sea_orm::Value> = Vec::new();
+        for (i, w) in writes.into_iter().enumerate() {
+            sql.push_str(&format!("w{i} AS ({}), ", shift_placeholders(w.sql, values.len())));
+            values.extend(w.values);
+        }
+        sql.push_str(&shift_placeholders(
+            "ev AS (INSERT INTO events (stream, seq, type, actor, at, payload, prev_hash, hash) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8) RETURNING position) \
+             UPDATE stream_heads SET seq = $2, hash = $8 WHERE stream = $1 \
+             RETURNING (SELECT position FROM ev) AS position, pg_notify('attest_events', $9)",
+            values.len(),
+        ));
+        values.extend([
+            e.stream.clone().into(),
+            e.seq.into(),
+            e.kind.clone().into(),
+            e.actor.clone().into(),
+            e.at.clone().into(),
+            payload.into(),
+            e.prev_hash.clone().into(),
+            e.hash.clone().into(),
+            format!("{}:{}", e.stream, e.seq).into(),
+        ]);
+        let row = tx
+            .query_one_raw(sea_orm::Statement::from_sql_and_values(sea_orm::DbBackend::Postgres, sql, values))
+            .await?
+            .ok_or_else(|| AppError::internal(anyhow::anyhow!("the head of stream {} is missing", e.stream)))?;
+        return Ok(row.try_get("", "position")?);
+    }
+    for w in writes {
+        w.run(tx).await?;
+    }
     let model = event::ActiveModel {
         position: Default::default(),
         stream: Set(e.stream.clone()),
@@ -42,22 +81,18 @@ pub async fn insert(tx: &impl ConnectionTrait, e: &Event) -> Result<i64, AppErro
         kind: Set(e.kind.clone()),
         actor: Set(e.actor.clone()),
         at: Set(e.at.clone()),
-        payload: Set(serde_jcs::to_string(&e.payload).map_err(AppError::internal)?),
+        payload: Set(payload),
         prev_hash: Set(e.prev_hash.clone()),
         hash: Set(e.hash.clone()),
     }
     .insert(tx)
     .await?;
-    let mut values: Vec<sea_orm::Value> = vec![e.seq.into(), e.hash.clone().into(), e.stream.clone().into()];
-    let sql = if tx.get_database_backend() == sea_orm::DbBackend::Postgres {
-        // Delivered at commit, to every server listening on the same database; sent by the same
-        // statement that moves the head, which saves a round trip per event.
-        values.push(format!("{}:{}", e.stream, e.seq).into());
-        "UPDATE stream_heads SET seq = $1, hash = $2 WHERE stream = $3 RETURNING pg_notify('attest_events', $4)"
-    } else {
-        "UPDATE stream_heads SET seq = $1, hash = $2 WHERE stream = $3"
-    };
-    exec(tx, sql, values).await?;
+    exec(
+        tx,
+        "UPDATE stream_heads SET seq = $1, hash = $2 WHERE stream = $3",
+        [e.seq.into(), e.hash.clone().into(), e.stream.clone().into()],
+    )
+    .await?;
     Ok(model.position)
 }
 

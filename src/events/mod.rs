@@ -131,6 +131,20 @@ pub async fn append(
     actor: EventActor,
     payload: Value,
 ) -> Result<Event, AppError> {
+    append_with(tx, clock, stream, kind, actor, payload, Vec::new()).await
+}
+
+/// Appends one event, as `append`, together with `writes`: the changes it records, which are
+/// sent with the event's own statement (see `db::events::insert`).
+pub async fn append_with(
+    tx: &db::WriteTx,
+    clock: &Clock,
+    stream: &Stream,
+    kind: &str,
+    actor: EventActor,
+    payload: Value,
+    writes: Vec<db::Write>,
+) -> Result<Event, AppError> {
     let stream = stream.key();
     let (last, prev_hash) = match tx.head(&stream) {
         Some(head) => head,
@@ -141,7 +155,7 @@ pub async fn append(
     let actor = actor.key();
     let hash = compute_hash(&stream, seq, kind, &actor, &at, &payload, &prev_hash);
     let event = Event { position: 0, stream, seq, kind: kind.to_owned(), actor, at, payload, prev_hash, hash };
-    let position = db::events::insert(&**tx, &event).await?;
+    let position = db::events::insert(&**tx, &event, writes).await?;
     tx.set_head(&event.stream, seq, &event.hash);
     tx.advanced(&event.stream, seq);
     Ok(Event { position, ..event })
