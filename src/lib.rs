@@ -25,6 +25,10 @@
 
 #![forbid(unsafe_code)]
 
+/// Every binary built on this crate (the server, its tools and tests) allocates with mimalloc.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 pub mod agencies;
 pub mod assessments;
 pub mod audit;

@@ -13,6 +13,7 @@ use std::borrow::Cow;
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
 
+use async_graphql::futures_util::StreamExt;
 use async_graphql::futures_util::stream::BoxStream;
 use async_graphql::parser::types::Field;
 use async_graphql::registry::Registry;
@@ -40,12 +41,13 @@ impl LiveExecutor {
 
 impl Executor for LiveExecutor {
     async fn execute(&self, request: Request) -> Response {
-        self.schema.execute(request).await
+        super::with_codes(self.schema.execute(request).await)
     }
 
     fn execute_stream(&self, request: Request, session_data: Option<Arc<Data>>) -> BoxStream<'static, Response> {
         let key = RequestKey::of(&request);
-        self.schema.execute_stream_with_session_data(request.data(key), session_data.unwrap_or_default())
+        let stream = self.schema.execute_stream_with_session_data(request.data(key), session_data.unwrap_or_default());
+        Box::pin(stream.map(super::with_codes))
     }
 }
 

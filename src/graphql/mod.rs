@@ -15,7 +15,6 @@ mod types;
 
 use std::sync::Arc;
 
-use async_graphql::extensions::{Extension, ExtensionContext, ExtensionFactory, NextExecute, NextRequest};
 use async_graphql::{Context, ErrorExtensions, Response, Schema, ServerError};
 
 use crate::auth::{Actor, ClientAddress};
@@ -61,7 +60,6 @@ pub fn build_schema(state: AppState) -> AttestSchema {
         .data(live::RenderCache::new(RENDER_CACHE_CAPACITY))
         .limit_depth(config.max_query_depth)
         .limit_complexity(config.max_query_complexity)
-        .extension(ErrorCodes)
         .finish()
 }
 
@@ -119,37 +117,14 @@ pub(crate) fn actor<'a>(ctx: &Context<'a>) -> Result<&'a Actor, AppError> {
 /// one (async-graphql's own conversions of foreign errors) could carry internal text, so it is
 /// replaced by a generic internal error and logged; an error outside any field (parsing,
 /// validation, depth and complexity limits) describes the request and is marked INVALID_INPUT.
-struct ErrorCodes;
-
-impl ExtensionFactory for ErrorCodes {
-    fn create(&self) -> Arc<dyn Extension> {
-        Arc::new(ErrorCodes)
+/// Every response goes through here before it is sent (`transport`, `live`). It is not a schema
+/// extension: with any extension registered, async-graphql wraps every field's resolution in the
+/// extension chain, a boxed future per field.
+pub(crate) fn with_codes(mut response: Response) -> Response {
+    for err in &mut response.errors {
+        ensure_code(err);
     }
-}
-
-#[async_trait::async_trait]
-impl Extension for ErrorCodes {
-    /// Wraps the whole request, parsing and validation included.
-    async fn request(&self, ctx: &ExtensionContext<'_>, next: NextRequest<'_>) -> Response {
-        let mut response = next.run(ctx).await;
-        for err in &mut response.errors {
-            ensure_code(err);
-        }
-        response
-    }
-
-    async fn execute(
-        &self,
-        ctx: &ExtensionContext<'_>,
-        operation_name: Option<&str>,
-        next: NextExecute<'_>,
-    ) -> Response {
-        let mut response = next.run(ctx, operation_name).await;
-        for err in &mut response.errors {
-            ensure_code(err);
-        }
-        response
-    }
+    response
 }
 
 fn ensure_code(err: &mut ServerError) {

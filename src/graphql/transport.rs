@@ -98,7 +98,7 @@ async fn graphql_post(
             return request_error(StatusCode::INTERNAL_SERVER_ERROR, "INTERNAL", "internal error".into());
         }
     };
-    let response = ep.schema.execute(request.data(caller)).await;
+    let response = super::with_codes(ep.schema.execute(request.data(caller)).await);
     let mut out = Json(&response).into_response();
     for (name, value) in response.http_headers.iter() {
         out.headers_mut().append(name, value.clone());
