@@ -4,11 +4,15 @@
 //! time (`at`) to receipt, and the server's memory per connection. Beside it, in the same run,
 //! a bare axum websocket broadcast server sends frames of the same shape to the same number of
 //! plain websocket connections, as a baseline.
+//!
+//! A client is ready when it has received a warm-up frame, not when it sent `subscribe`:
+//! graphql-transport-ws does not acknowledge a subscription, so only a delivered event shows that
+//! it is live. Memory is read and the timed run starts once every client is ready.
 
 use std::path::PathBuf;
 use std::process::Stdio;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
@@ -133,6 +137,10 @@ async fn graphql(
 /// What a set of clients saw.
 struct Outcome {
     connected: usize,
+    /// Clients that received the warm-up frame, and the seconds from the last `subscribe` until
+    /// the last of them did.
+    live: usize,
+    live_secs: f64,
     rss_before_kib: Option<u64>,
     rss_after_kib: Option<u64>,
     sent: u64,
@@ -156,7 +164,11 @@ impl Outcome {
         println!("== {name}");
         println!("connections:            {}", self.connected);
         println!(
-            "server RSS:             {} KiB before, {} KiB after connecting ({per_conn} per connection)",
+            "live before the run:    {} of {} received the warm-up frame, {:.1} s after the last subscribe",
+            self.live, self.connected, self.live_secs
+        );
+        println!(
+            "server RSS:             {} KiB before, {} KiB with every client live ({per_conn} per connection)",
             self.rss_before_kib.map_or("?".into(), |v| v.to_string()),
             self.rss_after_kib.map_or("?".into(), |v| v.to_string())
         );
@@ -176,11 +188,31 @@ impl Outcome {
     }
 }
 
-/// Receives frames on one connection, recording latency from each event's `at` to now.
+/// How far the clients have come: subscribed (`subscribe` sent, or connected for the baseline),
+/// and live (a first frame received). Frames up to `warm_until` (every frame while warming up)
+/// are warm-up frames, not timed.
+struct Progress {
+    subscribed: AtomicU64,
+    live: AtomicU64,
+    warm_until: AtomicI64,
+}
+
+impl Progress {
+    fn new() -> Arc<Progress> {
+        Arc::new(Progress {
+            subscribed: AtomicU64::new(0),
+            live: AtomicU64::new(0),
+            warm_until: AtomicI64::new(i64::MAX),
+        })
+    }
+}
+
+/// Receives frames on one connection, recording latency from each event's `at` to now. The
+/// warm-up frame and anything before it only mark the client live.
 async fn client(
     url: String,
     init: Option<(String, String, i64)>,
-    ready: Arc<AtomicU64>,
+    progress: Arc<Progress>,
     mut stop: watch::Receiver<bool>,
 ) -> anyhow::Result<Vec<u64>> {
     let mut req = url.into_client_request()?;
@@ -200,7 +232,8 @@ async fn client(
             "variables": { "id": assessment, "after": after } } });
         ws.send(Message::Text(sub.to_string().into())).await?;
     }
-    ready.fetch_add(1, Ordering::Relaxed);
+    progress.subscribed.fetch_add(1, Ordering::Relaxed);
+    let mut live = false;
     let mut latencies = Vec::new();
     loop {
         tokio::select! {
@@ -213,12 +246,20 @@ async fn client(
                     ws.send(Message::Text(json!({ "type": "pong" }).to_string().into())).await?;
                     continue;
                 }
-                let Some(at) = v["payload"]["data"]["assessmentEvents"]["at"].as_str() else {
+                let event = &v["payload"]["data"]["assessmentEvents"];
+                let (Some(seq), Some(at)) = (event["seq"].as_i64(), event["at"].as_str()) else {
                     if v["payload"]["errors"].is_array() {
                         bail!("subscription error: {}", v["payload"]);
                     }
                     continue;
                 };
+                if !live {
+                    live = true;
+                    progress.live.fetch_add(1, Ordering::Relaxed);
+                }
+                if seq <= progress.warm_until.load(Ordering::Acquire) {
+                    continue;
+                }
                 let at = chrono::DateTime::parse_from_rfc3339(at)?;
                 latencies.push(u64::try_from((now - at.with_timezone(&chrono::Utc)).num_microseconds().unwrap_or(0)).unwrap_or(0));
             }
@@ -228,34 +269,63 @@ async fn client(
     Ok(latencies)
 }
 
-/// Opens `n` clients, a few at a time, and waits until all are connected.
+/// Opens `n` clients, a few at a time, and waits until all have subscribed (or failed).
 async fn open_clients(
     n: usize,
     url: &str,
     init: Option<(String, String, i64)>,
+    progress: &Arc<Progress>,
     stop: &watch::Receiver<bool>,
-) -> (Vec<tokio::task::JoinHandle<anyhow::Result<Vec<u64>>>>, usize) {
-    let ready = Arc::new(AtomicU64::new(0));
+) -> Vec<tokio::task::JoinHandle<anyhow::Result<Vec<u64>>>> {
     let gate = Arc::new(Semaphore::new(64));
     let mut handles = Vec::with_capacity(n);
     for _ in 0..n {
         let permit = gate.clone().acquire_owned().await.expect("the semaphore is never closed");
-        let (url, init, ready2, stop) = (url.to_owned(), init.clone(), ready.clone(), stop.clone());
+        let (url, init, progress, stop) = (url.to_owned(), init.clone(), progress.clone(), stop.clone());
         handles.push(tokio::spawn(async move {
-            let r = client(url, init, ready2, stop);
+            let r = client(url, init, progress, stop);
             drop(permit);
             r.await
         }));
     }
-    // Wait until every client is ready or has failed.
     let deadline = Instant::now() + Duration::from_secs(120);
-    while (ready.load(Ordering::Relaxed) as usize) < n - handles.iter().filter(|h| h.is_finished()).count()
-        && Instant::now() < deadline
-    {
+    while (progress.subscribed.load(Ordering::Relaxed) as usize) < alive(&handles) && Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    let failed = handles.iter().filter(|h| h.is_finished()).count();
-    (handles, n - failed)
+    handles
+}
+
+fn alive(handles: &[tokio::task::JoinHandle<anyhow::Result<Vec<u64>>>]) -> usize {
+    handles.iter().filter(|h| !h.is_finished()).count()
+}
+
+/// Sends warm-up frames (once, or every `repeat` until every client is live) and waits, at most
+/// `limit`, until every client still connected received one. Afterwards frames up to the last
+/// warm-up frame's sequence number are not timed. Returns how many clients are live and the
+/// seconds it took.
+async fn warm_up<F, Fut>(
+    handles: &[tokio::task::JoinHandle<anyhow::Result<Vec<u64>>>],
+    progress: &Progress,
+    limit: Duration,
+    repeat: Option<Duration>,
+    send: F,
+) -> anyhow::Result<(usize, f64)>
+where
+    F: Fn() -> Fut,
+    Fut: Future<Output = anyhow::Result<i64>>,
+{
+    let start = Instant::now();
+    let mut last = send().await.context("sending a warm-up frame")?;
+    let mut sent_at = Instant::now();
+    while (progress.live.load(Ordering::Relaxed) as usize) < alive(handles) && start.elapsed() < limit {
+        if repeat.is_some_and(|every| sent_at.elapsed() >= every) {
+            last = send().await.context("sending a warm-up frame")?;
+            sent_at = Instant::now();
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    progress.warm_until.store(last, Ordering::Release);
+    Ok((progress.live.load(Ordering::Relaxed) as usize, start.elapsed().as_secs_f64()))
 }
 
 async fn collect(handles: Vec<tokio::task::JoinHandle<anyhow::Result<Vec<u64>>>>) -> (Vec<u64>, Option<String>) {
@@ -334,7 +404,7 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
     .await?;
     let assessment = created["createAssessment"]["id"].as_str().context("no assessment")?.to_owned();
     // Warm up: the first answer also moves the status; start after it.
-    set_answer(&http, &base, &token, &assessment, 0).await?;
+    set_answer(&http, &base, &token, &assessment, "change 0".into()).await?;
     let head = graphql(
         &http,
         &base,
@@ -350,14 +420,22 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
     let (stop_tx, stop_rx) = watch::channel(false);
     let rss_before = server_pid.and_then(rss_kib);
     let ws_url = format!("{}/graphql/ws", base.replacen("http://", "ws://", 1));
-    let (handles, connected) =
-        open_clients(args.connections, &ws_url, Some((token.clone(), assessment.clone(), head)), &stop_rx).await;
-    tokio::time::sleep(Duration::from_secs(2)).await;
+    let progress = Progress::new();
+    let init = Some((token.clone(), assessment.clone(), head));
+    let handles = open_clients(args.connections, &ws_url, init, &progress, &stop_rx).await;
+    // One answer, after `head`: every subscription receives it, from the tailer or from the log.
+    let (live, live_secs) = warm_up(&handles, &progress, WARM_UP_LIMIT, None, || async {
+        set_answer(&http, &base, &token, &assessment, "warm-up".into()).await?;
+        Ok(head + 1)
+    })
+    .await?;
+    tokio::time::sleep(SETTLE).await;
     let rss_after = server_pid.and_then(rss_kib);
-    eprintln!("attest: {connected} connections open; writing");
+    let connected = alive(&handles);
+    eprintln!("attest: {connected} connections open, {live} live; writing");
     let (sent, send_secs) = drive(args.rate, args.duration, args.writers, |i| {
         let (http, base, token, assessment) = (http.clone(), base.clone(), token.clone(), assessment.clone());
-        async move { set_answer(&http, &base, &token, &assessment, i + 1).await }
+        async move { set_answer(&http, &base, &token, &assessment, format!("change {}", i + 1)).await }
     })
     .await;
     tokio::time::sleep(Duration::from_secs(5)).await;
@@ -368,6 +446,8 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
     }
     let attest = Outcome {
         connected,
+        live,
+        live_secs,
         rss_before_kib: rss_before,
         rss_after_kib: rss_after,
         sent,
@@ -394,11 +474,20 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
     wait_healthy(&http, &base).await?;
     let (stop_tx, stop_rx) = watch::channel(false);
     let rss_before = pid.and_then(rss_kib);
-    let (handles, connected) =
-        open_clients(args.connections, &format!("ws://127.0.0.1:{port}/ws"), None, &stop_rx).await;
-    tokio::time::sleep(Duration::from_secs(2)).await;
+    let progress = Progress::new();
+    let handles = open_clients(args.connections, &format!("ws://127.0.0.1:{port}/ws"), None, &progress, &stop_rx).await;
+    // A broadcast has no catch-up: a frame published before a connection's receiver exists never
+    // reaches it, so warm-up frames go out until every connection has received one.
+    let published = AtomicI64::new(0);
+    let (live, live_secs) = warm_up(&handles, &progress, WARM_UP_LIMIT, Some(Duration::from_millis(200)), || async {
+        http.post(format!("{base}/publish")).send().await?.error_for_status()?;
+        Ok(published.fetch_add(1, Ordering::Relaxed) + 1)
+    })
+    .await?;
+    tokio::time::sleep(SETTLE).await;
     let rss_after = pid.and_then(rss_kib);
-    eprintln!("baseline: {connected} connections open; publishing");
+    let connected = alive(&handles);
+    eprintln!("baseline: {connected} connections open, {live} live; publishing");
     let (sent, send_secs) = drive(args.rate, args.duration, args.writers, |i| {
         let (http, base) = (http.clone(), base.clone());
         async move {
@@ -415,6 +504,8 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
     }
     Outcome {
         connected,
+        live,
+        live_secs,
         rss_before_kib: rss_before,
         rss_after_kib: rss_after,
         sent,
@@ -428,13 +519,25 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn set_answer(http: &reqwest::Client, base: &str, token: &str, assessment: &str, i: u64) -> anyhow::Result<()> {
+/// How long the clients may take to receive the warm-up frame.
+const WARM_UP_LIMIT: Duration = Duration::from_secs(300);
+
+/// The pause between every client being live and reading the server's memory.
+const SETTLE: Duration = Duration::from_secs(2);
+
+async fn set_answer(
+    http: &reqwest::Client,
+    base: &str,
+    token: &str,
+    assessment: &str,
+    value: String,
+) -> anyhow::Result<()> {
     graphql(
         http,
         base,
         Some(token),
         "mutation($i: SetAnswerInput!) { setAnswer(input: $i) { revision } }",
-        json!({ "i": { "assessmentId": assessment, "questionId": "rd-leadership-evidence", "value": format!("change {i}") } }),
+        json!({ "i": { "assessmentId": assessment, "questionId": "rd-leadership-evidence", "value": value } }),
     )
     .await?;
     Ok(())

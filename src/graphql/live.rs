@@ -15,7 +15,7 @@ use std::sync::{Arc, Mutex};
 
 use async_graphql::futures_util::StreamExt;
 use async_graphql::futures_util::stream::BoxStream;
-use async_graphql::parser::types::Field;
+use async_graphql::parser::types::{ExecutableDocument, Field};
 use async_graphql::registry::Registry;
 use async_graphql::{
     ContextSelectionSet, Data, Executor, OutputType, Positioned, Request, Response, ServerResult, Value,
@@ -44,24 +44,87 @@ impl Executor for LiveExecutor {
         super::with_codes(self.schema.execute(request).await)
     }
 
-    fn execute_stream(&self, request: Request, session_data: Option<Arc<Data>>) -> BoxStream<'static, Response> {
+    fn execute_stream(&self, mut request: Request, session_data: Option<Arc<Data>>) -> BoxStream<'static, Response> {
         let key = RequestKey::of(&request);
+        if let Some(document) = self.schema.data::<Documents>().and_then(|d| d.parsed(&request.query)) {
+            request.set_parsed_query(document);
+        }
         let stream = self.schema.execute_stream_with_session_data(request.data(key), session_data.unwrap_or_default());
         Box::pin(stream.map(super::with_codes))
     }
 }
 
-/// Everything in a request that decides how an event is rendered.
-#[derive(Clone, PartialEq, Eq, Hash)]
-pub(super) struct RequestKey(Arc<str>);
+/// Everything in a request that decides how an event is rendered, as the SHA-256 of the query
+/// text, operation name and variables: every subscription keeps its key for as long as it lives,
+/// and 32 bytes are less than the request's text.
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+pub(super) struct RequestKey([u8; 32]);
 
 impl RequestKey {
     fn of(request: &Request) -> RequestKey {
+        use sha2::{Digest, Sha256};
         // Variables serialize to JSON without fail (they came from JSON); the NUL separators
-        // cannot occur unescaped in either part, so different requests get different keys.
+        // cannot occur unescaped in either part, so different requests hash different texts.
         let variables = serde_json::to_string(&request.variables).unwrap_or_default();
         let operation = request.operation_name.as_deref().unwrap_or("");
-        RequestKey(format!("{operation}\0{variables}\0{}", request.query).into())
+        let mut hash = Sha256::new();
+        for part in [operation, "\0", &variables, "\0", &request.query] {
+            hash.update(part.as_bytes());
+        }
+        RequestKey(hash.finalize().into())
+    }
+
+    #[cfg(test)]
+    fn from_text(text: &str) -> RequestKey {
+        RequestKey::of(&Request::new(text))
+    }
+}
+
+/// Parsed subscription documents, by query text. A subscription keeps its parsed document for as
+/// long as it lives; a copy of a document parsed before shares its names and has no spare room
+/// in its lists, so it takes about half the memory of a fresh parse (and no parsing). Held in
+/// the schema's data, so one per server, and bounded: the oldest documents leave first. Depth,
+/// directive and validation checks still run on every request, as for a fresh parse.
+pub struct Documents {
+    inner: Mutex<Parsed>,
+    capacity: usize,
+}
+
+#[derive(Default)]
+struct Parsed {
+    map: HashMap<Arc<str>, ExecutableDocument>,
+    order: VecDeque<Arc<str>>,
+}
+
+impl Documents {
+    pub fn new(capacity: usize) -> Documents {
+        Documents { inner: Mutex::new(Parsed::default()), capacity: capacity.max(1) }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Parsed> {
+        // Every critical section is one map operation: a poisoned lock still holds a consistent map.
+        self.inner.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// The parsed form of `query`, or `None` when it does not parse (async-graphql then parses
+    /// it again and reports the error as usual).
+    fn parsed(&self, query: &str) -> Option<ExecutableDocument> {
+        if let Some(document) = self.lock().map.get(query) {
+            return Some(document.clone());
+        }
+        let document = async_graphql::parser::parse_query(query).ok()?;
+        let mut parsed = self.lock();
+        if !parsed.map.contains_key(query) {
+            while parsed.order.len() >= self.capacity {
+                if let Some(old) = parsed.order.pop_front() {
+                    parsed.map.remove(&old);
+                }
+            }
+            let key: Arc<str> = query.into();
+            parsed.order.push_back(key.clone());
+            parsed.map.insert(key, document.clone());
+        }
+        Some(document)
     }
 }
 
@@ -105,7 +168,7 @@ impl RenderCache {
                 renders.map.remove(&old);
             }
         }
-        renders.order.push_back(key.clone());
+        renders.order.push_back(key);
         renders.map.insert(key, value);
     }
 }
@@ -128,7 +191,7 @@ impl OutputType for LiveEvent {
 
     async fn resolve(&self, ctx: &ContextSelectionSet<'_>, field: &Positioned<Field>) -> ServerResult<Value> {
         let shared = match (ctx.data_opt::<RequestKey>(), ctx.data_opt::<RenderCache>()) {
-            (Some(request), Some(cache)) => Some((cache, (self.assessment, self.event.seq, request.clone()))),
+            (Some(request), Some(cache)) => Some((cache, (self.assessment, self.event.seq, *request))),
             _ => None,
         };
         if let Some((cache, key)) = &shared
@@ -136,7 +199,9 @@ impl OutputType for LiveEvent {
         {
             return Ok((*value).clone());
         }
-        let value = GqlEvent((*self.event).clone()).resolve(ctx, field).await?;
+        // Boxed: the subscription's stream keeps room for this future for as long as it lives,
+        // though it only runs when an event is not in the cache.
+        let value = Box::pin(GqlEvent((*self.event).clone()).resolve(ctx, field)).await?;
         if let Some((cache, key)) = shared {
             cache.put(key, Arc::new(value.clone()));
         }
@@ -149,16 +214,16 @@ mod tests {
     use super::*;
 
     fn key(seq: i64, request: &str) -> RenderKey {
-        (AssessmentId::new(), seq, RequestKey(request.into()))
+        (AssessmentId::new(), seq, RequestKey::from_text(request))
     }
 
     #[test]
     fn the_oldest_renderings_leave_first_when_the_cache_is_full() {
         let cache = RenderCache::new(2);
         let (a, b, c) = (key(1, "q"), key(2, "q"), key(3, "q"));
-        cache.put(a.clone(), Arc::new(Value::from(1)));
-        cache.put(b.clone(), Arc::new(Value::from(2)));
-        cache.put(c.clone(), Arc::new(Value::from(3)));
+        cache.put(a, Arc::new(Value::from(1)));
+        cache.put(b, Arc::new(Value::from(2)));
+        cache.put(c, Arc::new(Value::from(3)));
         assert!(cache.get(&a).is_none());
         assert_eq!(cache.get(&b).as_deref(), Some(&Value::from(2)));
         assert_eq!(cache.get(&c).as_deref(), Some(&Value::from(3)));
@@ -169,13 +234,26 @@ mod tests {
     fn a_rendering_is_kept_under_its_own_request_and_event_only() {
         let cache = RenderCache::new(8);
         let k = key(1, "{ seq }");
-        cache.put(k.clone(), Arc::new(Value::from("first")));
+        cache.put(k, Arc::new(Value::from("first")));
         // A second rendering of the same key does not replace the first.
-        cache.put(k.clone(), Arc::new(Value::from("second")));
+        cache.put(k, Arc::new(Value::from("second")));
         assert_eq!(cache.get(&k).as_deref(), Some(&Value::from("first")));
-        assert!(cache.get(&(k.0, 1, RequestKey("{ at }".into()))).is_none());
-        assert!(cache.get(&(k.0, 2, k.2.clone())).is_none());
-        assert!(cache.get(&(AssessmentId::new(), 1, k.2.clone())).is_none());
+        assert!(cache.get(&(k.0, 1, RequestKey::from_text("{ at }"))).is_none());
+        assert!(cache.get(&(k.0, 2, k.2)).is_none());
+        assert!(cache.get(&(AssessmentId::new(), 1, k.2)).is_none());
+    }
+
+    #[test]
+    fn a_document_is_parsed_once_and_the_oldest_leave_first() {
+        let documents = Documents::new(2);
+        let q = "subscription { assessmentEvents(assessmentId: \"a\") { seq } }";
+        let first = documents.parsed(q).expect("parses");
+        assert_eq!(format!("{:?}", documents.parsed(q).expect("kept")), format!("{first:?}"));
+        assert!(documents.parsed("subscription {").is_none(), "a document that does not parse is not kept");
+        documents.parsed("{ a }");
+        documents.parsed("{ b }");
+        assert!(!documents.lock().map.contains_key(q));
+        assert_eq!(documents.lock().order.len(), 2);
     }
 
     #[test]

@@ -41,6 +41,10 @@ pub type AttestSchema = Schema<Query, Mutation, Subscription>;
 /// under a few distinct subscription requests, each rendering a few hundred bytes.
 const RENDER_CACHE_CAPACITY: usize = 1024;
 
+/// Parsed subscription documents kept for websocket subscribers: clients of one kind send the
+/// same few subscriptions.
+const DOCUMENT_CACHE_CAPACITY: usize = 64;
+
 /// What the HTTP layer learned about the caller, handed to every resolver.
 #[derive(Clone, Debug)]
 pub struct Caller {
@@ -58,6 +62,7 @@ pub fn build_schema(state: AppState) -> AttestSchema {
         .data(answers)
         .data(templates)
         .data(live::RenderCache::new(RENDER_CACHE_CAPACITY))
+        .data(live::Documents::new(DOCUMENT_CACHE_CAPACITY))
         .limit_depth(config.max_query_depth)
         .limit_complexity(config.max_query_complexity)
         .finish()

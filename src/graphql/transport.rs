@@ -15,13 +15,14 @@ use axum::response::{Html, IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
 use futures_util::stream::{SplitSink, SplitStream};
-use futures_util::{SinkExt, StreamExt};
+use futures_util::{FutureExt, SinkExt, Stream, StreamExt};
 
 use super::live::LiveExecutor;
 use super::{AttestSchema, Caller, build_schema};
 use crate::auth::{self, ClientAddress};
 use crate::error::{AppError, LogDisplay};
 use crate::http::{client_address, same_origin, session_cookie, session_token};
+use crate::live::ConnectionSlot;
 use crate::state::AppState;
 
 #[derive(Clone)]
@@ -161,25 +162,57 @@ mod close {
 /// One websocket connection: `connection_init` and authentication first (refusals close with
 /// 4401, 4403 or 4429), then the GraphQL protocol, with pings to the client and an idle timeout
 /// so that a vanished client is noticed.
-async fn connection(
+///
+/// A future keeps room for its arguments, and for its largest state, for as long as it lives, and
+/// a connection may live for hours: so the setup (its reads, timers and messages) is a boxed
+/// future of its own, and the connection's life is `Connection::run`, whose only argument is
+/// what the connection keeps. This is no `async fn`, so that the socket it splits is not kept too.
+fn connection(
     ep: Endpoint,
     socket: WebSocket,
     protocol: WebSocketProtocols,
     address: ClientAddress,
     cookie_token: Option<String>,
-) {
-    let config = ep.state.config.clone();
-    let idle = Duration::from_secs(config.ws_idle_timeout_secs.max(1));
-    let ping_every = Duration::from_secs(config.ws_ping_secs.max(1));
-    let (mut tx, mut rx) = socket.split();
+) -> impl Future<Output = ()> + Send {
+    let (tx, rx) = socket.split();
+    Box::pin(open(ep, tx, rx, protocol, address, cookie_token))
+        .then(|opened| futures_util::future::OptionFuture::from(opened.map(Connection::run)))
+        .map(drop)
+}
 
+/// What a connection keeps for as long as it is open.
+struct Connection<P> {
+    state: AppState,
+    tx: SplitSink<WebSocket, Message>,
+    /// async-graphql's protocol: a stream of the messages to send.
+    outgoing: P,
+    /// When the client last sent anything, in milliseconds after `started`.
+    seen: Arc<AtomicU64>,
+    started: Instant,
+    /// The digest of the connection's session, for the rights recheck.
+    session: Box<str>,
+    /// The fingerprint of the user's rights when the connection was authorized.
+    rights: u64,
+    _slot: ConnectionSlot,
+}
+
+/// Reads `connection_init` and authenticates the connection; on refusal closes it and returns
+/// `None`.
+async fn open(
+    ep: Endpoint,
+    mut tx: SplitSink<WebSocket, Message>,
+    mut rx: SplitStream<WebSocket>,
+    protocol: WebSocketProtocols,
+    address: ClientAddress,
+    cookie_token: Option<String>,
+) -> Option<Connection<impl Stream<Item = WsMessage> + Send + Unpin>> {
+    let config = &ep.state.config;
+    let idle = Duration::from_secs(config.ws_idle_timeout_secs.max(1));
     let init = match tokio::time::timeout(idle, first_text(&mut rx)).await {
         Ok(Some(text)) => text,
-        Ok(None) => return,
+        Ok(None) => return None,
         Err(_) => return close(&mut tx, close::INIT_TIMEOUT, "connection initialisation timeout").await,
     };
-    // The token and the init message's parsed form are dropped once used: the connection's
-    // future keeps its variables for as long as the connection lives.
     let token = match serde_json::from_str::<serde_json::Value>(&init) {
         Ok(v) if v["type"] == "connection_init" => v["payload"]["token"].as_str().map(str::to_owned),
         _ => return close(&mut tx, close::UNAUTHORIZED, "unauthorized: send connection_init first").await,
@@ -187,12 +220,10 @@ async fn connection(
     let Some(token) = token.or(cookie_token) else {
         return close(&mut tx, close::UNAUTHORIZED, "authentication required").await;
     };
-    // Boxed, for the same reason: the authentication's database reads are done once, at the start.
     let authenticated = {
         let _turn = ep.state.live.setting_up().await;
         Box::pin(auth::authenticate(&ep.state, &token)).await
     };
-    drop(token);
     let actor = match authenticated {
         Ok(actor) => actor,
         Err(err) => {
@@ -215,9 +246,8 @@ async fn connection(
             return close(&mut tx, close::INTERNAL, "internal error").await;
         }
     };
-    let session = actor.session.clone();
     let limit = config.ws_max_connections_per_user;
-    let Some(_slot) = ep.state.live.connect(actor.user_id, limit) else {
+    let Some(slot) = ep.state.live.connect(actor.user_id, limit) else {
         let reason = format!("too many connections for this user (at most {limit}); close another first");
         return close(&mut tx, close::TOO_MANY, &reason).await;
     };
@@ -239,60 +269,74 @@ async fn connection(
             })
         }),
     );
-    // The protocol is a stream of outgoing messages, polled here only when the socket can take
-    // one: no queue between the two, and this task alone writes to the socket, so that it can
-    // also ping and time out while the protocol waits.
+    // The protocol is a stream of outgoing messages, polled by the connection only when the socket
+    // can take one: no queue between the two, and the connection alone writes to the socket, so
+    // that it can also ping and time out while the protocol waits.
+    let session = actor.session.clone().into_boxed_str();
     let caller = Caller { actor: Some(actor), refused: None, address };
-    let outgoing = async_graphql::http::WebSocket::new(LiveExecutor::new(ep.schema.clone()), inbound, protocol)
+    let outgoing = async_graphql::http::WebSocket::new(LiveExecutor::new(ep.schema), inbound, protocol)
         .on_connection_init(move |_| async move {
             let mut data = async_graphql::Data::default();
             data.insert(caller);
             Ok(data)
         });
-    tokio::pin!(outgoing);
-    // The rights are checked again on the pings' timer, so a connection needs no timer of its own.
-    let recheck_every = Duration::from_secs(config.ws_recheck_secs.max(1));
-    let mut checked = Instant::now();
-    let mut ping = tokio::time::interval_at(tokio::time::Instant::now() + ping_every, ping_every);
-    let idle_check = tokio::time::sleep(idle);
-    tokio::pin!(idle_check);
-    let mut shutdown = ep.state.live.shutting_down();
-    loop {
-        tokio::select! {
-            msg = outgoing.next() => {
-                let msg = match msg {
-                    Some(WsMessage::Text(text)) => Message::Text(text.into()),
-                    Some(WsMessage::Close(code, reason)) => Message::Close(Some(CloseFrame { code, reason: reason.into() })),
-                    None => break,
-                };
-                let closing = matches!(msg, Message::Close(_));
-                // A client that takes no data for this long is as good as gone.
-                match tokio::time::timeout(idle, tx.send(msg)).await {
-                    Ok(Ok(())) if !closing => {}
-                    _ => break,
-                }
-            }
-            _ = ping.tick() => {
-                if !matches!(tokio::time::timeout(idle, tx.send(Message::Ping(Default::default()))).await, Ok(Ok(()))) {
-                    break;
-                }
-                if checked.elapsed() >= recheck_every {
-                    checked = Instant::now();
-                    if let Err((code, reason)) = Box::pin(recheck(&ep.state, &session, rights)).await {
-                        return close(&mut tx, code, &reason).await;
+    Some(Connection { state: ep.state, tx, outgoing: Box::pin(outgoing), seen, started, session, rights, _slot: slot })
+}
+
+impl<P: Stream<Item = WsMessage> + Unpin> Connection<P> {
+    /// The open connection: the protocol's messages, pings, the idle timeout, the rights recheck
+    /// and shutdown, until one of them ends it.
+    async fn run(mut self) {
+        let config = &self.state.config;
+        let idle = Duration::from_secs(config.ws_idle_timeout_secs.max(1));
+        let ping_every = Duration::from_secs(config.ws_ping_secs.max(1));
+        let recheck_every = Duration::from_secs(config.ws_recheck_secs.max(1));
+        // The rights are checked again on the pings' timer, so a connection needs no timer of its own.
+        let mut checked = Instant::now();
+        let mut ping = tokio::time::interval_at(tokio::time::Instant::now() + ping_every, ping_every);
+        let idle_check = tokio::time::sleep(idle);
+        tokio::pin!(idle_check);
+        let mut shutdown = self.state.live.shutting_down();
+        let ending = loop {
+            tokio::select! {
+                msg = self.outgoing.next() => {
+                    let msg = match msg {
+                        Some(WsMessage::Text(text)) => Message::Text(text.into()),
+                        Some(WsMessage::Close(code, reason)) => Message::Close(Some(CloseFrame { code, reason: reason.into() })),
+                        None => break None,
+                    };
+                    let closing = matches!(msg, Message::Close(_));
+                    // A client that takes no data for this long is as good as gone.
+                    match tokio::time::timeout(idle, self.tx.send(msg)).await {
+                        Ok(Ok(())) if !closing => {}
+                        _ => break None,
                     }
                 }
-            }
-            _ = &mut idle_check => {
-                let last = Duration::from_millis(seen.load(Ordering::Relaxed));
-                let quiet = started.elapsed().saturating_sub(last);
-                if quiet >= idle {
-                    let reason = format!("nothing received for {} s", idle.as_secs());
-                    return close(&mut tx, close::IDLE, &reason).await;
+                _ = ping.tick() => {
+                    if !matches!(tokio::time::timeout(idle, self.tx.send(Message::Ping(Default::default()))).await, Ok(Ok(()))) {
+                        break None;
+                    }
+                    if checked.elapsed() >= recheck_every {
+                        checked = Instant::now();
+                        if let Err(refusal) = Box::pin(recheck(&self.state, &self.session, self.rights)).await {
+                            break Some(refusal);
+                        }
+                    }
                 }
-                idle_check.as_mut().reset(tokio::time::Instant::from_std(started + last + idle));
+                _ = &mut idle_check => {
+                    let last = Duration::from_millis(self.seen.load(Ordering::Relaxed));
+                    let quiet = self.started.elapsed().saturating_sub(last);
+                    if quiet >= idle {
+                        break Some((close::IDLE, format!("nothing received for {} s", idle.as_secs())));
+                    }
+                    idle_check.as_mut().reset(tokio::time::Instant::from_std(self.started + last + idle));
+                }
+                _ = shutdown.changed() => break Some((close::GOING_AWAY, "server shutting down".to_owned())),
             }
-            _ = shutdown.changed() => return close(&mut tx, close::GOING_AWAY, "server shutting down").await,
+        };
+        // Boxed too: closing happens once, and its timer and frame need no room before then.
+        if let Some((code, reason)) = ending {
+            Box::pin(close::<()>(&mut self.tx, code, &reason)).await;
         }
     }
 }
@@ -329,7 +373,8 @@ async fn first_text(rx: &mut SplitStream<WebSocket>) -> Option<String> {
     None
 }
 
-async fn close(tx: &mut SplitSink<WebSocket, Message>, code: u16, reason: &str) {
+/// Closes the connection with `code` and `reason`; `None`, for the setup's early returns.
+async fn close<T>(tx: &mut SplitSink<WebSocket, Message>, code: u16, reason: &str) -> Option<T> {
     // A close reason is limited to 123 bytes by the protocol.
     let mut end = reason.len().min(123);
     while !reason.is_char_boundary(end) {
@@ -337,4 +382,5 @@ async fn close(tx: &mut SplitSink<WebSocket, Message>, code: u16, reason: &str) 
     }
     let frame = CloseFrame { code, reason: reason[..end].to_owned().into() };
     let _ = tokio::time::timeout(Duration::from_secs(5), tx.send(Message::Close(Some(frame)))).await;
+    None
 }

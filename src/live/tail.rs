@@ -4,11 +4,13 @@
 //! the tailer's items, dropping what it already delivered and reading again from the log when it
 //! sees a gap: every event exactly once, in order, without a gap.
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::collections::VecDeque;
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll, Waker};
 
 use futures_util::Stream;
-use tokio::sync::{Notify, mpsc};
+use tokio::sync::Notify;
 
 use super::{Hub, lock};
 use crate::auth::Actor;
@@ -36,10 +38,97 @@ pub(crate) struct Tailer {
     subscribers: Mutex<Vec<Subscriber>>,
 }
 
-struct Subscriber {
-    tx: mpsc::Sender<Arc<Event>>,
-    /// Set when the tailer dropped this subscriber because its buffer was full.
-    cut: Arc<AtomicBool>,
+/// The tailer's side of a subscriber's buffer. Dropping it (the subscriber was cut off, or the
+/// tailer stopped) closes the buffer: the subscriber takes what is left, then learns why.
+struct Subscriber(Arc<Inbox>);
+
+impl Drop for Subscriber {
+    fn drop(&mut self) {
+        let waker = {
+            let mut inbox = lock(&self.0.state);
+            inbox.closed = true;
+            inbox.waker.take()
+        };
+        if let Some(w) = waker {
+            w.wake();
+        }
+    }
+}
+
+/// One subscriber's bounded buffer of events. A subscriber holds one for as long as it lives, so
+/// it is kept small: a queue that only takes room while events wait in it, rather than a
+/// channel, whose blocks and cache-padded fields take about a kibibyte even when empty.
+struct Inbox {
+    state: Mutex<InboxState>,
+}
+
+#[derive(Default)]
+struct InboxState {
+    items: VecDeque<Arc<Event>>,
+    waker: Option<Waker>,
+    /// The tailer let go of this subscriber.
+    closed: bool,
+    /// Because its buffer was full.
+    cut: bool,
+}
+
+enum Offer {
+    Taken,
+    Full,
+    /// The subscriber is gone.
+    Gone,
+}
+
+impl Subscriber {
+    /// Hands `item` over unless the buffer holds `limit` events already.
+    fn offer(&self, item: &Arc<Event>, limit: usize) -> Offer {
+        // The subscriber's stream holds the other reference while it lives.
+        if Arc::strong_count(&self.0) < 2 {
+            return Offer::Gone;
+        }
+        let waker = {
+            let mut inbox = lock(&self.0.state);
+            if inbox.items.len() >= limit {
+                inbox.cut = true;
+                return Offer::Full;
+            }
+            inbox.items.push_back(item.clone());
+            inbox.waker.take()
+        };
+        if let Some(w) = waker {
+            w.wake();
+        }
+        Offer::Taken
+    }
+}
+
+impl Inbox {
+    /// The next event, or `None` once the tailer let go and the buffer is empty.
+    async fn recv(&self) -> Option<Arc<Event>> {
+        std::future::poll_fn(|cx| self.poll_recv(cx)).await
+    }
+
+    fn poll_recv(&self, cx: &mut Context<'_>) -> Poll<Option<Arc<Event>>> {
+        let mut inbox = lock(&self.state);
+        if let Some(event) = inbox.items.pop_front() {
+            // A burst may have grown the buffer: give the room back once it is drained.
+            if inbox.items.is_empty() && inbox.items.capacity() > 8 {
+                inbox.items = VecDeque::new();
+            }
+            return Poll::Ready(Some(event));
+        }
+        if inbox.closed {
+            return Poll::Ready(None);
+        }
+        if !inbox.waker.as_ref().is_some_and(|w| w.will_wake(cx.waker())) {
+            inbox.waker = Some(cx.waker().clone());
+        }
+        Poll::Pending
+    }
+
+    fn was_cut(&self) -> bool {
+        lock(&self.state).cut
+    }
 }
 
 impl Tailer {
@@ -51,9 +140,8 @@ impl Tailer {
 
 /// Adds a subscriber to the stream's tailer, starting the tailer if there is none. A new tailer
 /// reads from `from`, the position the first subscriber has already delivered.
-fn register(hub: &Hub, stream: &events::Stream, from: i64) -> (mpsc::Receiver<Arc<Event>>, Arc<AtomicBool>) {
-    let (tx, rx) = mpsc::channel(hub.settings().buffer);
-    let cut = Arc::new(AtomicBool::new(false));
+fn register(hub: &Hub, stream: &events::Stream, from: i64) -> Arc<Inbox> {
+    let inbox = Arc::new(Inbox { state: Mutex::new(InboxState::default()) });
     let key = stream.key();
     let mut tailers = lock(&hub.inner.tailers);
     let tailer = tailers.entry(key.clone()).or_insert_with(|| {
@@ -66,8 +154,8 @@ fn register(hub: &Hub, stream: &events::Stream, from: i64) -> (mpsc::Receiver<Ar
         tokio::spawn(run(hub.clone(), t.clone(), from));
         t
     });
-    lock(&tailer.subscribers).push(Subscriber { tx, cut: cut.clone() });
-    (rx, cut)
+    lock(&tailer.subscribers).push(Subscriber(inbox.clone()));
+    inbox
 }
 
 /// A tailer's life: read what is new on every wake-up or poll, until nobody listens.
@@ -79,7 +167,9 @@ async fn run(hub: Hub, t: Arc<Tailer>, mut last: i64) {
             // Registration holds the same lock, so no subscriber can join a tailer that is
             // leaving: it starts a new one instead.
             let mut tailers = lock(&hub.inner.tailers);
-            if lock(&t.subscribers).is_empty() || *shutdown.borrow() {
+            let mut subscribers = lock(&t.subscribers);
+            subscribers.retain(|s| Arc::strong_count(&s.0) > 1);
+            if subscribers.is_empty() || *shutdown.borrow() {
                 if tailers.get(&t.key).is_some_and(|x| Arc::ptr_eq(x, &t)) {
                     tailers.remove(&t.key);
                 }
@@ -120,14 +210,14 @@ async fn read_new(hub: &Hub, t: &Tailer, mut last: i64) -> i64 {
 
 /// Offers one event to every subscriber without waiting: a full buffer cuts that subscriber off.
 fn fan_out(hub: &Hub, t: &Tailer, item: Arc<Event>) {
-    lock(&t.subscribers).retain(|s| match s.tx.try_send(item.clone()) {
-        Ok(()) => true,
-        Err(mpsc::error::TrySendError::Full(_)) => {
-            s.cut.store(true, Ordering::Release);
+    let limit = hub.settings().buffer;
+    lock(&t.subscribers).retain(|s| match s.offer(&item, limit) {
+        Offer::Taken => true,
+        Offer::Full => {
             hub.inner.cut_off.fetch_add(1, Ordering::Relaxed);
             false
         }
-        Err(mpsc::error::TrySendError::Closed(_)) => false,
+        Offer::Gone => false,
     });
 }
 
@@ -145,12 +235,18 @@ pub async fn assessment_events(
     }
     let hub = state.live.clone();
     let page = hub.settings().page;
-    let turn = state.live.setting_up().await;
-    crate::assessments::assessment(state, actor, id).await?;
     let db = state.db.clone();
     let stream = events::Stream::Assessment(id);
-    let first = events::page(&db.conn, &stream, after_seq, page).await?;
-    drop(turn);
+    // The turn comes first and the reads are boxed: the thousands of subscriptions that may wait
+    // for their turn at once each hold their place in line, not room for the reads.
+    let first = {
+        let _turn = state.live.setting_up().await;
+        Box::pin(async {
+            crate::assessments::assessment(state, actor, id).await?;
+            events::page(&db.conn, &stream, after_seq, page).await
+        })
+        .await?
+    };
     Ok(async_stream::stream! {
         let mut last = after_seq;
         let mut batch = first;
@@ -184,8 +280,8 @@ pub async fn assessment_events(
         }
         // The catch-up pages are done: give their buffer back before waiting, perhaps for hours.
         drop(batch);
-        let (mut rx, cut) = registered.expect("the loop above only ends once registered");
-        while let Some(event) = rx.recv().await {
+        let inbox = registered.expect("the loop above only ends once registered");
+        while let Some(event) = inbox.recv().await {
             if event.seq <= last {
                 continue;
             }
@@ -217,10 +313,68 @@ pub async fn assessment_events(
             }
         }
         // The tailer let go of this subscriber: it was too slow, or the server is stopping.
-        if cut.load(Ordering::Acquire) {
+        if inbox.was_cut() {
             yield Err(Ended::TooSlow { after_seq: last });
         } else {
             yield Err(Ended::Interrupted { after_seq: last });
         }
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn event(seq: i64) -> Arc<Event> {
+        Arc::new(Event {
+            position: seq,
+            stream: "assessment:test".into(),
+            seq,
+            kind: "answer.set".into(),
+            actor: "system".into(),
+            at: String::new(),
+            payload: serde_json::Value::Null,
+            prev_hash: String::new(),
+            hash: String::new(),
+        })
+    }
+
+    fn inbox() -> (Subscriber, Arc<Inbox>) {
+        let inbox = Arc::new(Inbox { state: Mutex::new(InboxState::default()) });
+        (Subscriber(inbox.clone()), inbox)
+    }
+
+    #[tokio::test]
+    async fn a_subscriber_takes_what_was_offered_then_learns_it_was_cut_off_when_its_buffer_was_full() {
+        let (tailer_side, inbox) = inbox();
+        assert!(matches!(tailer_side.offer(&event(1), 2), Offer::Taken));
+        assert!(matches!(tailer_side.offer(&event(2), 2), Offer::Taken));
+        assert!(matches!(tailer_side.offer(&event(3), 2), Offer::Full));
+        drop(tailer_side);
+        assert_eq!(inbox.recv().await.map(|e| e.seq), Some(1));
+        assert_eq!(inbox.recv().await.map(|e| e.seq), Some(2));
+        assert!(inbox.recv().await.is_none());
+        assert!(inbox.was_cut());
+    }
+
+    #[tokio::test]
+    async fn a_waiting_subscriber_wakes_on_an_offer_and_on_the_tailer_letting_go() {
+        let (tailer_side, inbox) = inbox();
+        let waiting = tokio::spawn({
+            let inbox = inbox.clone();
+            async move { (inbox.recv().await.map(|e| e.seq), inbox.recv().await.map(|e| e.seq)) }
+        });
+        tokio::task::yield_now().await;
+        assert!(matches!(tailer_side.offer(&event(7), 8), Offer::Taken));
+        drop(tailer_side);
+        assert_eq!(waiting.await.unwrap(), (Some(7), None));
+        assert!(!inbox.was_cut());
+    }
+
+    #[test]
+    fn a_subscriber_that_went_away_is_not_offered_anything() {
+        let (tailer_side, inbox) = inbox();
+        drop(inbox);
+        assert!(matches!(tailer_side.offer(&event(1), 8), Offer::Gone));
+    }
 }
