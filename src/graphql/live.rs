@@ -80,11 +80,16 @@ impl RequestKey {
     }
 }
 
-/// Parsed subscription documents, by query text. A subscription keeps its parsed document for as
-/// long as it lives; a copy of a document parsed before shares its names and has no spare room
-/// in its lists, so it takes about half the memory of a fresh parse (and no parsing). Held in
-/// the schema's data, so one per server, and bounded: the oldest documents leave first. Depth,
-/// directive and validation checks still run on every request, as for a fresh parse.
+/// The longest query text whose parsed form is kept: the cache holds at most its capacity times
+/// this much text.
+const MAX_KEPT_QUERY: usize = 16 * 1024;
+
+/// Parsed query documents, by query text, for HTTP requests and websocket subscriptions. A
+/// subscription keeps its parsed document for as long as it lives; a copy of a document parsed
+/// before shares its names and has no spare room in its lists, so it takes about half the memory
+/// of a fresh parse (and no parsing). Held in the schema's data, so one per server, and bounded:
+/// the oldest documents leave first. Depth, directive and validation checks still run on every
+/// request, as for a fresh parse.
 pub struct Documents {
     inner: Mutex<Parsed>,
     capacity: usize,
@@ -106,9 +111,12 @@ impl Documents {
         self.inner.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    /// The parsed form of `query`, or `None` when it does not parse (async-graphql then parses
-    /// it again and reports the error as usual).
-    fn parsed(&self, query: &str) -> Option<ExecutableDocument> {
+    /// The parsed form of `query`, or `None` when it does not parse or is longer than any
+    /// query kept (async-graphql then parses it itself, and reports any error as usual).
+    pub(super) fn parsed(&self, query: &str) -> Option<ExecutableDocument> {
+        if query.len() > MAX_KEPT_QUERY {
+            return None;
+        }
         if let Some(document) = self.lock().map.get(query) {
             return Some(document.clone());
         }

@@ -41,8 +41,8 @@ pub type AttestSchema = Schema<Query, Mutation, Subscription>;
 /// under a few distinct subscription requests, each rendering a few hundred bytes.
 const RENDER_CACHE_CAPACITY: usize = 1024;
 
-/// Parsed subscription documents kept for websocket subscribers: clients of one kind send the
-/// same few subscriptions.
+/// Parsed query documents kept, for websocket subscriptions and HTTP requests alike: clients of
+/// one kind send the same few queries.
 const DOCUMENT_CACHE_CAPACITY: usize = 64;
 
 /// What the HTTP layer learned about the caller, handed to every resolver.

@@ -17,7 +17,7 @@ use axum::{Json, Router};
 use futures_util::stream::{SplitSink, SplitStream};
 use futures_util::{FutureExt, SinkExt, Stream, StreamExt};
 
-use super::live::LiveExecutor;
+use super::live::{Documents, LiveExecutor};
 use super::{AttestSchema, Caller, build_schema};
 use crate::auth::{self, ClientAddress};
 use crate::error::{AppError, LogDisplay};
@@ -99,6 +99,11 @@ async fn graphql_post(
             return request_error(StatusCode::INTERNAL_SERVER_ERROR, "INTERNAL", "internal error".into());
         }
     };
+    // Clients send the same few queries over and over: each is parsed once per server.
+    let mut request = request;
+    if let Some(document) = ep.schema.data::<Documents>().and_then(|d| d.parsed(&request.query)) {
+        request.set_parsed_query(document);
+    }
     let response = super::with_codes(ep.schema.execute(request.data(caller)).await);
     let mut out = Json(&response).into_response();
     for (name, value) in response.http_headers.iter() {
