@@ -42,8 +42,15 @@ pub async fn start_with_key(
     }
     let dummy_hash = password::dummy_hash().await.map_err(|e| anyhow::anyhow!("{}", LogDisplay(&e)))?;
     let live = crate::live::Hub::new(db.clone(), url.clone(), crate::live::Settings::from_config(&config));
-    let state =
-        AppState { db, clock, config: Arc::new(config), dummy_hash: Arc::new(dummy_hash), key: Arc::new(key), live };
+    let state = AppState {
+        db,
+        clock,
+        config: Arc::new(config),
+        dummy_hash: Arc::new(dummy_hash),
+        key: Arc::new(key),
+        live,
+        sessions: Arc::default(),
+    };
     let installed = crate::assessments::install_builtin_templates(&state)
         .await
         .map_err(|e| anyhow::anyhow!("{}", LogDisplay(&e)))?;

@@ -3,6 +3,7 @@
 
 use std::sync::Arc;
 
+use crate::auth::SessionReuse;
 use crate::checkpoints::ServerKey;
 use crate::clock::Clock;
 use crate::config::ServeConfig;
@@ -21,4 +22,6 @@ pub struct AppState {
     pub key: Arc<ServerKey>,
     /// Live delivery: event streams, presence and progress subscriptions of this server.
     pub live: Hub,
+    /// Sessions read recently, reused for a moment while nothing changed (`auth`).
+    pub sessions: Arc<SessionReuse>,
 }

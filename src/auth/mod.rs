@@ -176,11 +176,16 @@ pub async fn authenticate(state: &AppState, token: &str) -> Result<Actor, AppErr
 /// connection checks that the session it started with still holds.
 pub async fn authenticate_session(state: &AppState, digest: String) -> Result<Actor, AppError> {
     let now = state.clock.now_micros();
+    let idle = secs_to_micros(state.config.session_idle_secs);
+    let max = secs_to_micros(state.config.session_max_secs);
+    // Read before the database: a change committed after this reading is not missed.
+    let generation = state.db.org_generation();
+    if let Some(actor) = state.sessions.reuse(&digest, generation, now, idle, max) {
+        return Ok(actor);
+    }
     let Some((session, user, roles)) = db::org::session_user(&state.db.conn, &digest).await? else {
         return Err(AppError::Unauthenticated("session is unknown or has ended"));
     };
-    let idle = secs_to_micros(state.config.session_idle_secs);
-    let max = secs_to_micros(state.config.session_max_secs);
     if now - session.last_seen_at > idle || now - session.created_at > max {
         db::accounts::delete_session(&state.db.conn, &digest).await?;
         return Err(AppError::Unauthenticated("session has expired"));
@@ -189,10 +194,71 @@ pub async fn authenticate_session(state: &AppState, digest: String) -> Result<Ac
         return Err(AppError::Unauthenticated("session is unknown or has ended"));
     }
     // Refreshing the idle timer costs a write, so do it at most once a minute per session.
-    if now - session.last_seen_at > 60_000_000 {
+    let mut last_seen = session.last_seen_at;
+    if now - last_seen > TOUCH_EVERY {
         db::accounts::touch_session(&state.db.conn, &digest, now).await?;
+        last_seen = now;
     }
-    Ok(actor_from(&user, &roles, digest))
+    let actor = actor_from(&user, &roles, digest);
+    state.sessions.keep(&actor, generation, session.created_at, last_seen);
+    Ok(actor)
+}
+
+/// How often a session's idle timer is written, at most.
+const TOUCH_EVERY: i64 = 60_000_000;
+
+/// How long a session read from the database answers for it again without reading: a burst of
+/// requests (a page load, a benchmark) reads it once. A change to the agency made through this
+/// server (a logout, a role, a disabled account) ends the reuse at once, and one announced by
+/// another server as soon as its notification arrives; this bounds the rest (another process's
+/// change on SQLite, a lost notification).
+const SESSION_REUSE: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// The most sessions kept for reuse; when full, the kept ones are dropped and read again.
+const SESSIONS_KEPT: usize = 10_000;
+
+/// Sessions read recently, by token digest, for `authenticate_session`.
+#[derive(Default)]
+pub struct SessionReuse {
+    kept: std::sync::Mutex<std::collections::HashMap<String, Kept>>,
+}
+
+struct Kept {
+    actor: Actor,
+    /// `Db::org_generation` when the session was read.
+    generation: u64,
+    read_at: std::time::Instant,
+    created_at: i64,
+    last_seen_at: i64,
+}
+
+impl SessionReuse {
+    fn lock(&self) -> std::sync::MutexGuard<'_, std::collections::HashMap<String, Kept>> {
+        // Every critical section is one map operation: a poisoned lock still holds a consistent map.
+        self.kept.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// The actor of a session read less than `SESSION_REUSE` ago, with no agency change heard of
+    /// since, which has neither expired nor needs its idle timer written.
+    fn reuse(&self, digest: &str, generation: u64, now: i64, idle: i64, max: i64) -> Option<Actor> {
+        let kept = self.lock();
+        let k = kept.get(digest)?;
+        let fresh = k.generation == generation && k.read_at.elapsed() < SESSION_REUSE;
+        let valid = now - k.last_seen_at <= idle.min(TOUCH_EVERY) && now - k.created_at <= max;
+        (fresh && valid).then(|| k.actor.clone())
+    }
+
+    fn keep(&self, actor: &Actor, generation: u64, created_at: i64, last_seen_at: i64) {
+        let mut kept = self.lock();
+        if kept.len() >= SESSIONS_KEPT {
+            kept.clear();
+        }
+        let read_at = std::time::Instant::now();
+        kept.insert(
+            actor.session.clone(),
+            Kept { actor: actor.clone(), generation, read_at, created_at, last_seen_at },
+        );
+    }
 }
 
 /// A fingerprint of everything that decides what the actor may see: the user's rights and the

@@ -9,6 +9,7 @@ mod group;
 pub mod org;
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use anyhow::Context;
@@ -41,6 +42,10 @@ pub struct Db {
     appended: broadcast::Sender<Appended>,
     /// Parsed templates, which never change once stored.
     pub templates: assessments::TemplateCache,
+    /// Counts the changes to agencies' streams (users, roles, sessions, units) heard of: moved
+    /// after every such commit in this process, and by the live hub when another process
+    /// announces one. What was read about a session before it moved may be out of date.
+    org_changes: Arc<AtomicU64>,
 }
 
 /// A stream that a committed transaction advanced, and its new head sequence.
@@ -64,6 +69,7 @@ pub struct WriteTx {
     /// The heads (sequence, hash) of the streams this transaction has locked, as they stand in it.
     heads: std::sync::Mutex<Vec<(String, i64, String)>>,
     appended: broadcast::Sender<Appended>,
+    org_changes: Arc<AtomicU64>,
 }
 
 impl std::ops::Deref for WriteTx {
@@ -90,13 +96,20 @@ impl WriteTx {
     pub async fn commit(mut self) -> Result<(), AppError> {
         let tx = self.tx.take().expect("a WriteTx is committed once");
         let advanced = std::mem::take(&mut *self.advanced.lock().unwrap_or_else(|poisoned| poisoned.into_inner()));
-        if let Some(turn) = self.turn.take() {
-            return turn.commit(tx, advanced, &self.appended).await;
+        let org_changed = advanced.iter().any(|a| a.stream.starts_with("agency:"));
+        match self.turn.take() {
+            Some(turn) => turn.commit(tx, advanced, &self.appended).await?,
+            None => {
+                tx.commit().await?;
+                for a in advanced {
+                    // No receiver is not an error: nobody is listening.
+                    let _ = self.appended.send(a);
+                }
+            }
         }
-        tx.commit().await?;
-        for a in advanced {
-            // No receiver is not an error: nobody is listening.
-            let _ = self.appended.send(a);
+        // Before the writer answers anyone: a session read before this commit is not reused after.
+        if org_changed {
+            self.org_changes.fetch_add(1, Ordering::SeqCst);
         }
         Ok(())
     }
@@ -152,7 +165,13 @@ impl Db {
         let conn = Database::connect(opts).await.with_context(|| format!("cannot connect to the database at {url}"))?;
         let group = (!url.is_postgres()).then(group::Group::new);
         let (appended, _) = broadcast::channel(4096);
-        Ok(Db { conn, group, appended, templates: assessments::TemplateCache::default() })
+        Ok(Db {
+            conn,
+            group,
+            appended,
+            templates: assessments::TemplateCache::default(),
+            org_changes: Arc::new(AtomicU64::new(0)),
+        })
     }
 
     pub async fn migrate(&self) -> anyhow::Result<()> {
@@ -179,7 +198,19 @@ impl Db {
             advanced: std::sync::Mutex::new(Vec::new()),
             heads: std::sync::Mutex::new(Vec::new()),
             appended: self.appended.clone(),
+            org_changes: self.org_changes.clone(),
         })
+    }
+
+    /// How many changes to agencies' streams this process has heard of (see `org_changes`).
+    pub fn org_generation(&self) -> u64 {
+        self.org_changes.load(Ordering::SeqCst)
+    }
+
+    /// Records that an agency's stream changed, or may have changed unheard (another process's
+    /// commit, a lost notification).
+    pub fn org_changed(&self) {
+        self.org_changes.fetch_add(1, Ordering::SeqCst);
     }
 
     /// Announcements of committed appends made through this `Db`. A receiver that lags behind

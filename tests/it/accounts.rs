@@ -192,6 +192,8 @@ async fn changing_a_password_ends_the_accounts_other_sessions() {
     let admin = app.admin().await;
     let (_, current) = app.create_user(&admin, "officer@agency.test", false).await;
     let other = app.token("officer@agency.test", NEW_PASSWORD).await;
+    // Used just before: a session read a moment ago is not trusted after the change.
+    app.ok(Some(&other), "{ me { id } }", json!({})).await;
     app.ok(
         Some(&current),
         "mutation($c: String!) { changePassword(currentPassword: $c, newPassword: \"yet another passphrase\") { id } }",
@@ -209,6 +211,7 @@ async fn a_disabled_account_loses_its_sessions_and_cannot_sign_in() {
     let app = TestApp::spawn().await;
     let admin = app.admin().await;
     let (id, token) = app.create_user(&admin, "leaver@agency.test", false).await;
+    app.ok(Some(&token), "{ me { id } }", json!({})).await;
     app.ok(
         Some(&admin),
         "mutation($id: ID!) { setUserDisabled(id: $id, disabled: true) { disabled } }",
@@ -247,4 +250,28 @@ async fn stored_passwords_are_argon2id_at_owasp_minimum() {
     let (_, hash) = attest::db::org::get_user_by_email(&app.state.db.conn, ADMIN_EMAIL).await.unwrap().unwrap();
     assert!(hash.starts_with("$argon2id$v=19$m=19456,t=2,p=1$"), "{hash}");
     assert!(!hash.contains(ADMIN_PASSWORD));
+}
+
+#[tokio::test]
+async fn a_revoked_role_stops_working_at_the_very_next_request() {
+    let app = TestApp::spawn().await;
+    let admin = app.admin().await;
+    let unit = app.ok(Some(&admin), "mutation { createUnit(name: \"Traffic\") { id } }", json!({})).await;
+    let unit = unit["createUnit"]["id"].as_str().unwrap().to_owned();
+    let (id, token) = app.create_user(&admin, "manager@agency.test", false).await;
+    let grant = "mutation($u: ID!, $n: ID!) { grantRole(userId: $u, unitId: $n, role: MANAGER) { role } }";
+    app.ok(Some(&admin), grant, json!({ "u": id, "n": unit })).await;
+    let dashboard = "query($n: ID!) { unitDashboard(unitId: $n) { depth } }";
+    // Read twice in a row: the second request may reuse the session read by the first.
+    for _ in 0..2 {
+        let rows = app.ok(Some(&token), dashboard, json!({ "n": unit })).await;
+        assert_eq!(rows["unitDashboard"][0]["depth"], 0);
+    }
+    app.ok(
+        Some(&admin),
+        "mutation($u: ID!, $n: ID!) { revokeRole(userId: $u, unitId: $n) }",
+        json!({ "u": id, "n": unit }),
+    )
+    .await;
+    assert_eq!(code(&app.graphql(Some(&token), dashboard, json!({ "n": unit })).await), "FORBIDDEN");
 }
