@@ -306,8 +306,10 @@ impl Ws {
     pub async fn next_or_close(&mut self) -> Result<Value, (u16, String)> {
         use futures_util::StreamExt;
         use tokio_tungstenite::tungstenite::Message;
+        // One deadline for the whole wait: the server's pings must not extend it.
+        let deadline = tokio::time::Instant::now() + WAIT;
         loop {
-            let msg = tokio::time::timeout(WAIT, self.socket.next()).await.expect("a message in time");
+            let msg = tokio::time::timeout_at(deadline, self.socket.next()).await.expect("a message in time");
             match msg {
                 Some(Ok(Message::Text(text))) => {
                     let value: Value = serde_json::from_str(text.as_str()).expect("JSON message");
