@@ -96,7 +96,7 @@ impl WriteTx {
     pub async fn commit(mut self) -> Result<(), AppError> {
         let tx = self.tx.take().expect("a WriteTx is committed once");
         let advanced = std::mem::take(&mut *self.advanced.lock().unwrap_or_else(|poisoned| poisoned.into_inner()));
-        let org_changed = advanced.iter().any(|a| a.stream.starts_with("agency:"));
+        let org_changed = advanced.iter().any(|a| crate::events::Stream::is_agency_key(&a.stream));
         match self.turn.take() {
             Some(turn) => turn.commit(tx, advanced, &self.appended).await?,
             None => {

@@ -35,6 +35,12 @@ impl Stream {
         }
     }
 
+    /// Whether a stream key names an agency's stream, where every change to its users, units,
+    /// roles and sessions is recorded.
+    pub fn is_agency_key(key: &str) -> bool {
+        key.starts_with("agency:")
+    }
+
     pub fn parse(s: &str) -> Result<Stream, AppError> {
         match s.split_once(':') {
             Some(("agency", id)) => Ok(Stream::Agency(AgencyId::parse(id)?)),

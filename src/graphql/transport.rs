@@ -82,7 +82,7 @@ async fn graphql_post(
         );
     };
     // One operation per request: batches would multiply the complexity limit.
-    let request: async_graphql::Request = match serde_json::from_slice(&bytes) {
+    let mut request: async_graphql::Request = match serde_json::from_slice(&bytes) {
         Ok(r) => r,
         Err(e) => {
             return request_error(
@@ -100,7 +100,6 @@ async fn graphql_post(
         }
     };
     // Clients send the same few queries over and over: each is parsed once per server.
-    let mut request = request;
     if let Some(document) = ep.schema.data::<Documents>().and_then(|d| d.parsed(&request.query)) {
         request.set_parsed_query(document);
     }

@@ -141,9 +141,6 @@ impl Hub {
     /// Tells the tailer of `stream`, if any, that it advanced to `seq`, and unit progress
     /// subscriptions that something changed.
     pub fn wake(&self, stream: &str, _seq: i64) {
-        if stream.starts_with("agency:") {
-            self.inner.db.org_changed();
-        }
         if let Some(t) = lock(&self.inner.tailers).get(stream) {
             t.wake();
         }
@@ -154,7 +151,6 @@ impl Hub {
 
     /// Wakes every tailer and progress subscription, after notifications may have been lost.
     pub fn wake_all(&self) {
-        self.inner.db.org_changed();
         for t in lock(&self.inner.tailers).values() {
             t.wake();
         }

@@ -25,6 +25,7 @@ use uuid::Uuid;
 
 use super::Hub;
 use super::presence::{Entry, Move, ServerId};
+use crate::events::Stream;
 use crate::ids::{AssessmentId, UserId};
 
 const EVENTS: &str = "attest_events";
@@ -49,6 +50,8 @@ pub(super) async fn listen(hub: Hub) {
             Ok(mut listener) => {
                 if connected_before {
                     tracing::info!("live: listening for notifications again");
+                    // Another server's change to an agency may have gone unheard.
+                    hub.inner.db.org_changed();
                     hub.wake_all();
                 }
                 connected_before = true;
@@ -59,7 +62,15 @@ pub(super) async fn listen(hub: Hub) {
                     match listener.try_recv().await {
                         Ok(Some(n)) if n.channel() == PRESENCE => received(&hub, &mut parts, n.payload()),
                         Ok(Some(n)) => match parse(n.payload()) {
-                            Some((stream, seq)) => hub.wake(stream, seq),
+                            Some((stream, seq)) => {
+                                // Sessions read before another server's change to the agency
+                                // are not reused after it (this server's own commits already
+                                // said so at commit).
+                                if Stream::is_agency_key(stream) {
+                                    hub.inner.db.org_changed();
+                                }
+                                hub.wake(stream, seq)
+                            }
                             None => tracing::warn!(payload = n.payload(), "live: unexpected notification"),
                         },
                         // The connection was lost: connect again and wake everything.

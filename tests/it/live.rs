@@ -303,9 +303,19 @@ async fn a_slow_subscriber_is_cut_off_with_a_resume_point_while_another_still_re
     });
 
     let big = "x".repeat(3_900);
-    let mut written = 0;
+    let mut written: i64 = 0;
     while app.state.live.cut_off_count() == 0 {
         assert!(written < 1000, "the slow subscriber was never cut off");
+        // The fast subscriber reads as it should, so it is never more than an event or two behind
+        // (each answer appends at least one event), however busy the machine is.
+        tokio::time::timeout(WAIT, async {
+            while fast_last.load(Ordering::SeqCst) < start + written {
+                assert!(!fast_reader.is_finished(), "the fast subscriber stopped");
+                tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+            }
+        })
+        .await
+        .expect("the fast subscriber keeps up");
         answer(&app, &admin, &id, TEXT_QUESTION, json!(format!("{written} {big}"))).await;
         written += 1;
     }
