@@ -1,7 +1,7 @@
 //! Rendering live events once for all their subscribers. When an event goes to a thousand
-//! subscribers of `assessmentEvents` that sent the same subscription, async-graphql would resolve
-//! the same selection of the same event a thousand times; here the first subscriber's rendering
-//! is kept and the others take a copy of it.
+//! subscribers of `assessmentEvents` that sent the same subscription, the first one's message
+//! payload (the response, serialized) is kept, and the others send that text: the executor and
+//! the serializer run once per event and request, not once per subscriber.
 //!
 //! The rendering of an event depends only on the event and on the request (query text, operation
 //! name, variables: they fix the selection, its fragments, aliases and `@skip`/`@include`), never
@@ -11,47 +11,36 @@
 
 use std::borrow::Cow;
 use std::collections::{HashMap, VecDeque};
+use std::pin::Pin;
 use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
 
-use async_graphql::futures_util::StreamExt;
 use async_graphql::futures_util::stream::BoxStream;
+use async_graphql::futures_util::{Stream, StreamExt};
 use async_graphql::parser::types::{ExecutableDocument, Field};
 use async_graphql::registry::Registry;
-use async_graphql::{
-    ContextSelectionSet, Data, Executor, OutputType, Positioned, Request, Response, ServerResult, Value,
-};
+use async_graphql::{ContextSelectionSet, Data, Name, OutputType, Positioned, Request, Response, ServerResult, Value};
 
 use super::AttestSchema;
 use super::types::GqlEvent;
 use crate::events::Event;
 use crate::ids::AssessmentId;
 
-/// The schema as the websocket transport runs it: each subscription request is tagged with the
-/// key of its rendering, so that subscribers who sent the same request can share renderings.
-#[derive(Clone)]
-pub struct LiveExecutor {
-    schema: AttestSchema,
-}
-
-impl LiveExecutor {
-    pub fn new(schema: AttestSchema) -> LiveExecutor {
-        LiveExecutor { schema }
+/// Runs an operation that came over the websocket, with the connection's data. Its `Relay` is
+/// where an `assessmentEvents` subscription of it leaves the events whose payload is already
+/// rendered, for the protocol to send as they are.
+pub(super) fn execute_stream(
+    schema: &AttestSchema,
+    mut request: Request,
+    data: Arc<Data>,
+) -> (Arc<Relay>, BoxStream<'static, Response>) {
+    let payloads = schema.data::<Arc<Payloads>>().cloned().unwrap_or_else(|| Arc::new(Payloads::new(1)));
+    let relay = Arc::new(Relay { key: RequestKey::of(&request), payloads, state: Mutex::default() });
+    if let Some(document) = schema.data::<Documents>().and_then(|d| d.parsed(&request.query)) {
+        request.set_parsed_query(document);
     }
-}
-
-impl Executor for LiveExecutor {
-    async fn execute(&self, request: Request) -> Response {
-        super::with_codes(self.schema.execute(request).await)
-    }
-
-    fn execute_stream(&self, mut request: Request, session_data: Option<Arc<Data>>) -> BoxStream<'static, Response> {
-        let key = RequestKey::of(&request);
-        if let Some(document) = self.schema.data::<Documents>().and_then(|d| d.parsed(&request.query)) {
-            request.set_parsed_query(document);
-        }
-        let stream = self.schema.execute_stream_with_session_data(request.data(key), session_data.unwrap_or_default());
-        Box::pin(stream.map(super::with_codes))
-    }
+    let stream = schema.execute_stream_with_session_data(request.data(relay.clone()), data);
+    (relay, Box::pin(stream.map(super::with_codes)))
 }
 
 /// Everything in a request that decides how an event is rendered, as the SHA-256 of the query
@@ -136,57 +125,153 @@ impl Documents {
     }
 }
 
-/// Renderings of recent events, per (assessment, sequence number, request). Held in the schema's
-/// data, so one per server. Bounded: the oldest renderings leave first, and a subscriber that
-/// finds none renders the event itself.
-pub struct RenderCache {
-    inner: Mutex<Renders>,
+/// The payloads of recent events' messages, per (assessment, sequence number, request, response
+/// key), as JSON text. Held in the schema's data, so one per server. Bounded: the oldest leave
+/// first, and a subscriber that finds none has the event rendered through the executor.
+pub struct Payloads {
+    inner: Mutex<Kept>,
     capacity: usize,
 }
 
-type RenderKey = (AssessmentId, i64, RequestKey);
+/// Where a rendering belongs. The response key (the field's alias, or its name) is part of it,
+/// because one subscription may name the same field twice under different aliases.
+type RenderKey = (AssessmentId, i64, RequestKey, Name);
 
 #[derive(Default)]
-struct Renders {
-    map: HashMap<RenderKey, Arc<Value>>,
+struct Kept {
+    map: HashMap<RenderKey, Arc<str>>,
     order: VecDeque<RenderKey>,
 }
 
-impl RenderCache {
-    pub fn new(capacity: usize) -> RenderCache {
-        RenderCache { inner: Mutex::new(Renders::default()), capacity: capacity.max(1) }
+impl Payloads {
+    pub fn new(capacity: usize) -> Payloads {
+        Payloads { inner: Mutex::new(Kept::default()), capacity: capacity.max(1) }
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, Renders> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Kept> {
         // Every critical section is one map operation: a poisoned lock still holds a consistent map.
         self.inner.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    fn get(&self, key: &RenderKey) -> Option<Arc<Value>> {
+    fn get(&self, key: &RenderKey) -> Option<Arc<str>> {
         self.lock().map.get(key).cloned()
     }
 
-    fn put(&self, key: RenderKey, value: Arc<Value>) {
-        let mut renders = self.lock();
-        if renders.map.contains_key(&key) {
+    fn put(&self, key: RenderKey, payload: Arc<str>) {
+        let mut kept = self.lock();
+        if kept.map.contains_key(&key) {
             return;
         }
-        while renders.order.len() >= self.capacity {
-            if let Some(old) = renders.order.pop_front() {
-                renders.map.remove(&old);
+        while kept.order.len() >= self.capacity {
+            if let Some(old) = kept.order.pop_front() {
+                kept.map.remove(&old);
             }
         }
-        renders.order.push_back(key);
-        renders.map.insert(key, value);
+        kept.order.push_back(key.clone());
+        kept.map.insert(key, payload);
     }
 }
 
-/// An event of an `assessmentEvents` subscription: an `Event` to the schema, rendered through
-/// the cache when the request carries a key (websocket subscriptions do).
-pub(super) struct LiveEvent {
-    pub assessment: AssessmentId,
-    pub event: Arc<Event>,
+/// Between one websocket operation and the protocol that sends its messages: the payloads
+/// already rendered that its subscription took instead of handing the events to the executor,
+/// and which events it did hand over, so that their renderings can be kept for the others.
+pub(super) struct Relay {
+    key: RequestKey,
+    payloads: Arc<Payloads>,
+    state: Mutex<RelayState>,
 }
+
+#[derive(Default)]
+struct RelayState {
+    /// Payloads to send, in order, before anything the executor returns next.
+    ready: VecDeque<Arc<str>>,
+    /// Per root field (by response key), the event it handed to the executor last.
+    rendering: Vec<RenderKey>,
+}
+
+impl Relay {
+    fn lock(&self) -> std::sync::MutexGuard<'_, RelayState> {
+        // Every critical section is one queue or list operation: a poisoned lock is still consistent.
+        self.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// The payloads waiting to be sent, oldest first.
+    pub(super) fn take_ready(&self) -> VecDeque<Arc<str>> {
+        std::mem::take(&mut self.lock().ready)
+    }
+
+    /// The executor returned `response`, whose payload is `payload`: if it is the rendering of an
+    /// event a subscription handed over, the other subscribers of the same request may send it.
+    /// A response with errors is nobody's rendering.
+    pub(super) fn rendered(&self, response: &Response, payload: String) {
+        let Value::Object(fields) = &response.data else { return };
+        let Some(field) = fields.keys().next() else { return };
+        let key = {
+            let mut state = self.lock();
+            let Some(i) = state.rendering.iter().position(|k| k.3 == *field) else { return };
+            state.rendering.swap_remove(i)
+        };
+        if response.errors.is_empty() && fields.len() == 1 {
+            self.payloads.put(key, payload.into());
+        }
+    }
+}
+
+/// The events of an `assessmentEvents` subscription as the executor takes them: an event whose
+/// payload another subscriber's identical request already rendered goes to the operation's
+/// `Relay` instead (websocket operations have one), and only the others reach the executor.
+pub(super) struct Relayed<S> {
+    events: Pin<Box<S>>,
+    assessment: AssessmentId,
+    /// The relay and the field's response key, when the operation has a relay.
+    relay: Option<(Arc<Relay>, Name)>,
+}
+
+impl<S> Relayed<S> {
+    pub(super) fn new(ctx: &async_graphql::Context<'_>, assessment: AssessmentId, events: S) -> Relayed<S> {
+        let relay = ctx.data_opt::<Arc<Relay>>().map(|relay| {
+            let field = ctx.field();
+            (relay.clone(), Name::new(field.alias().unwrap_or_else(|| field.name())))
+        });
+        Relayed { events: Box::pin(events), assessment, relay }
+    }
+}
+
+impl<S> Stream for Relayed<S>
+where
+    S: Stream<Item = async_graphql::Result<Arc<Event>>>,
+{
+    type Item = async_graphql::Result<LiveEvent>;
+
+    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        let this = self.get_mut();
+        loop {
+            let event = match this.events.as_mut().poll_next(cx) {
+                Poll::Ready(Some(Ok(event))) => event,
+                Poll::Ready(Some(Err(err))) => return Poll::Ready(Some(Err(err))),
+                Poll::Ready(None) => return Poll::Ready(None),
+                Poll::Pending => return Poll::Pending,
+            };
+            if let Some((relay, field)) = &this.relay {
+                let key = (this.assessment, event.seq, relay.key, field.clone());
+                if let Some(payload) = relay.payloads.get(&key) {
+                    // Sent as it is; the loop goes on to the next event, and the protocol sends
+                    // what the relay holds before anything the executor returns.
+                    relay.lock().ready.push_back(payload);
+                    continue;
+                }
+                let mut state = relay.lock();
+                state.rendering.retain(|k| k.3 != key.3);
+                state.rendering.push(key);
+            }
+            return Poll::Ready(Some(Ok(LiveEvent(event))));
+        }
+    }
+}
+
+/// An event of an `assessmentEvents` subscription that reaches the executor: an `Event` to the
+/// schema, without copying it out of the stream's `Arc`.
+pub(super) struct LiveEvent(Arc<Event>);
 
 impl OutputType for LiveEvent {
     fn type_name() -> Cow<'static, str> {
@@ -198,22 +283,9 @@ impl OutputType for LiveEvent {
     }
 
     async fn resolve(&self, ctx: &ContextSelectionSet<'_>, field: &Positioned<Field>) -> ServerResult<Value> {
-        let shared = match (ctx.data_opt::<RequestKey>(), ctx.data_opt::<RenderCache>()) {
-            (Some(request), Some(cache)) => Some((cache, (self.assessment, self.event.seq, *request))),
-            _ => None,
-        };
-        if let Some((cache, key)) = &shared
-            && let Some(value) = cache.get(key)
-        {
-            return Ok((*value).clone());
-        }
         // Boxed: the subscription's stream keeps room for this future for as long as it lives,
-        // though it only runs when an event is not in the cache.
-        let value = Box::pin(GqlEvent((*self.event).clone()).resolve(ctx, field)).await?;
-        if let Some((cache, key)) = shared {
-            cache.put(key, Arc::new(value.clone()));
-        }
-        Ok(value)
+        // though it only runs for events no other subscriber rendered.
+        Box::pin(GqlEvent((*self.0).clone()).resolve(ctx, field)).await
     }
 }
 
@@ -222,33 +294,59 @@ mod tests {
     use super::*;
 
     fn key(seq: i64, request: &str) -> RenderKey {
-        (AssessmentId::new(), seq, RequestKey::from_text(request))
+        (AssessmentId::new(), seq, RequestKey::from_text(request), Name::new("assessmentEvents"))
+    }
+
+    fn text(payload: Option<Arc<str>>) -> Option<String> {
+        payload.map(|p| p.to_string())
     }
 
     #[test]
-    fn the_oldest_renderings_leave_first_when_the_cache_is_full() {
-        let cache = RenderCache::new(2);
+    fn the_oldest_payloads_leave_first_when_the_cache_is_full() {
+        let cache = Payloads::new(2);
         let (a, b, c) = (key(1, "q"), key(2, "q"), key(3, "q"));
-        cache.put(a, Arc::new(Value::from(1)));
-        cache.put(b, Arc::new(Value::from(2)));
-        cache.put(c, Arc::new(Value::from(3)));
+        cache.put(a.clone(), "1".into());
+        cache.put(b.clone(), "2".into());
+        cache.put(c.clone(), "3".into());
         assert!(cache.get(&a).is_none());
-        assert_eq!(cache.get(&b).as_deref(), Some(&Value::from(2)));
-        assert_eq!(cache.get(&c).as_deref(), Some(&Value::from(3)));
+        assert_eq!(text(cache.get(&b)).as_deref(), Some("2"));
+        assert_eq!(text(cache.get(&c)).as_deref(), Some("3"));
         assert_eq!(cache.lock().order.len(), 2);
     }
 
     #[test]
-    fn a_rendering_is_kept_under_its_own_request_and_event_only() {
-        let cache = RenderCache::new(8);
+    fn a_payload_is_kept_under_its_own_request_event_and_field_only() {
+        let cache = Payloads::new(8);
         let k = key(1, "{ seq }");
-        cache.put(k, Arc::new(Value::from("first")));
+        cache.put(k.clone(), "first".into());
         // A second rendering of the same key does not replace the first.
-        cache.put(k, Arc::new(Value::from("second")));
-        assert_eq!(cache.get(&k).as_deref(), Some(&Value::from("first")));
-        assert!(cache.get(&(k.0, 1, RequestKey::from_text("{ at }"))).is_none());
-        assert!(cache.get(&(k.0, 2, k.2)).is_none());
-        assert!(cache.get(&(AssessmentId::new(), 1, k.2)).is_none());
+        cache.put(k.clone(), "second".into());
+        assert_eq!(text(cache.get(&k)).as_deref(), Some("first"));
+        assert!(cache.get(&(k.0, 1, RequestKey::from_text("{ at }"), k.3.clone())).is_none());
+        assert!(cache.get(&(k.0, 2, k.2, k.3.clone())).is_none());
+        assert!(cache.get(&(AssessmentId::new(), 1, k.2, k.3.clone())).is_none());
+        assert!(cache.get(&(k.0, 1, k.2, Name::new("alias"))).is_none());
+    }
+
+    #[test]
+    fn a_rendering_is_kept_only_for_the_field_that_handed_its_event_over_and_without_errors() {
+        let payloads = Arc::new(Payloads::new(8));
+        let relay = Relay { key: RequestKey::from_text("q"), payloads: payloads.clone(), state: Mutex::default() };
+        let (a, b) = (key(1, "q"), (AssessmentId::new(), 1, RequestKey::from_text("q"), Name::new("other")));
+        relay.lock().rendering = vec![a.clone(), b.clone()];
+        let response = |field: &str| {
+            let mut data = async_graphql::indexmap::IndexMap::new();
+            data.insert(Name::new(field), Value::from(1));
+            Response::new(Value::Object(data))
+        };
+        relay.rendered(&response("assessmentEvents"), "a".into());
+        assert_eq!(text(payloads.get(&a)).as_deref(), Some("a"));
+        assert!(payloads.get(&b).is_none(), "another field's rendering is not this one");
+        let mut failed = response("other");
+        failed.errors.push(async_graphql::ServerError::new("limit", None));
+        relay.rendered(&failed, "b".into());
+        assert!(payloads.get(&b).is_none(), "a response with errors is not kept");
+        assert!(relay.lock().rendering.is_empty());
     }
 
     #[test]

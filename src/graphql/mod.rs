@@ -12,6 +12,7 @@ mod query;
 mod subscription;
 pub mod transport;
 mod types;
+mod ws;
 
 use std::sync::Arc;
 
@@ -37,9 +38,9 @@ pub struct Mutation(CoreMutation, AssessmentMutation, AuditMutation, LiveMutatio
 
 pub type AttestSchema = Schema<Query, Mutation, Subscription>;
 
-/// Event renderings kept for live subscribers: enough for the recent events of busy assessments
-/// under a few distinct subscription requests, each rendering a few hundred bytes.
-const RENDER_CACHE_CAPACITY: usize = 1024;
+/// Event payloads kept for live subscribers: enough for the recent events of busy assessments
+/// under a few distinct subscription requests, each payload a few hundred bytes.
+const PAYLOAD_CACHE_CAPACITY: usize = 1024;
 
 /// Parsed query documents kept, for websocket subscriptions and HTTP requests alike: clients of
 /// one kind send the same few queries.
@@ -61,7 +62,7 @@ pub fn build_schema(state: AppState) -> AttestSchema {
         .data(state)
         .data(answers)
         .data(templates)
-        .data(live::RenderCache::new(RENDER_CACHE_CAPACITY))
+        .data(Arc::new(live::Payloads::new(PAYLOAD_CACHE_CAPACITY)))
         .data(live::Documents::new(DOCUMENT_CACHE_CAPACITY))
         .limit_depth(config.max_query_depth)
         .limit_complexity(config.max_query_complexity)

@@ -6,7 +6,7 @@ use chrono::{DateTime, Utc};
 use futures_util::{Stream, StreamExt};
 
 use super::assessment_types::UnitSummary;
-use super::live::LiveEvent;
+use super::live::{LiveEvent, Relayed};
 use super::{actor, state};
 use crate::ids::{AssessmentId, UnitId};
 use crate::live::{self, tail::Ended};
@@ -75,11 +75,8 @@ impl Subscription {
         // the subscription's state, allocated for as long as it lives, though done at its start.
         let events =
             Box::pin(live::tail::assessment_events(state(ctx), actor(ctx)?, id, after_seq.unwrap_or(0))).await?;
-        Ok(events.map(move |item| match item {
-            // Subscribers that sent the same request share one rendering of each event.
-            Ok(event) => Ok(LiveEvent { assessment: id, event }),
-            Err(reason) => Err(ended(reason)),
-        }))
+        // Subscribers that sent the same request share one rendering of each event.
+        Ok(Relayed::new(ctx, id, events.map(|item| item.map_err(ended))))
     }
 
     /// Everyone present on an assessment: the whole list at once, then again after every change.

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use async_graphql::http::{GraphiQLSource, WebSocketProtocols, WsMessage};
+use async_graphql::http::GraphiQLSource;
 use axum::body::Body;
 use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
 use axum::extract::{ConnectInfo, State};
@@ -17,7 +17,8 @@ use axum::{Json, Router};
 use futures_util::stream::{SplitSink, SplitStream};
 use futures_util::{FutureExt, SinkExt, Stream, StreamExt};
 
-use super::live::{Documents, LiveExecutor};
+use super::live::Documents;
+use super::ws::{Dialect, Protocol};
 use super::{AttestSchema, Caller, build_schema};
 use crate::auth::{self, ClientAddress};
 use crate::error::{AppError, LogDisplay};
@@ -124,9 +125,9 @@ pub const WS_WRITE_BUFFER: usize = 0;
 
 /// The subprotocol the client asked for (`graphql-transport-ws` or the older `graphql-ws`), the
 /// first one known in `Sec-WebSocket-Protocol`.
-fn ws_protocol(headers: &HeaderMap) -> Option<WebSocketProtocols> {
+fn ws_protocol(headers: &HeaderMap) -> Option<Dialect> {
     let offered = headers.get(header::SEC_WEBSOCKET_PROTOCOL)?.to_str().ok()?;
-    offered.split(',').find_map(|p| p.trim().parse().ok())
+    offered.split(',').find_map(|p| Dialect::parse(p.trim()))
 }
 
 /// graphql-transport-ws. The session token comes in `connection_init`'s payload
@@ -148,7 +149,7 @@ async fn graphql_ws(
         .write_buffer_size(WS_WRITE_BUFFER)
         .max_message_size(max)
         .max_frame_size(max)
-        .protocols(async_graphql::http::ALL_WEBSOCKET_PROTOCOLS)
+        .protocols(Dialect::OFFERED)
         .on_upgrade(move |socket| connection(ep, socket, protocol, address, cookie_token))
 }
 
@@ -174,7 +175,7 @@ mod close {
 fn connection(
     ep: Endpoint,
     socket: WebSocket,
-    protocol: WebSocketProtocols,
+    protocol: Dialect,
     address: ClientAddress,
     cookie_token: Option<String>,
 ) -> impl Future<Output = ()> + Send {
@@ -188,7 +189,7 @@ fn connection(
 struct Connection<P> {
     state: AppState,
     tx: SplitSink<WebSocket, Message>,
-    /// async-graphql's protocol: a stream of the messages to send.
+    /// The GraphQL protocol: a stream of the messages to send.
     outgoing: P,
     /// When the client last sent anything, in milliseconds after `started`.
     seen: Arc<AtomicU64>,
@@ -206,10 +207,10 @@ async fn open(
     ep: Endpoint,
     mut tx: SplitSink<WebSocket, Message>,
     mut rx: SplitStream<WebSocket>,
-    protocol: WebSocketProtocols,
+    protocol: Dialect,
     address: ClientAddress,
     cookie_token: Option<String>,
-) -> Option<Connection<impl Stream<Item = WsMessage> + Send + Unpin>> {
+) -> Option<Connection<impl Stream<Item = Message> + Send + Unpin>> {
     let config = &ep.state.config;
     let idle = Duration::from_secs(config.ws_idle_timeout_secs.max(1));
     let init = match tokio::time::timeout(idle, first_text(&mut rx)).await {
@@ -261,8 +262,8 @@ async fn open(
     let started = Instant::now();
     let seen = Arc::new(AtomicU64::new(0));
     let seen_in = seen.clone();
-    let inbound = futures_util::stream::once(std::future::ready(axum::body::Bytes::from(init.into_bytes()))).chain(
-        rx.inspect(move |_| {
+    let inbound = rx
+        .inspect(move |_| {
             seen_in.store(u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX), Ordering::Relaxed);
         })
         .take_while(|msg| std::future::ready(msg.is_ok()))
@@ -271,23 +272,19 @@ async fn open(
                 Ok(msg @ (Message::Text(_) | Message::Binary(_))) => Some(msg.into_data()),
                 _ => None,
             })
-        }),
-    );
+        });
     // The protocol is a stream of outgoing messages, polled by the connection only when the socket
     // can take one: no queue between the two, and the connection alone writes to the socket, so
     // that it can also ping and time out while the protocol waits.
     let session = actor.session.clone().into_boxed_str();
     let caller = Caller { actor: Some(actor), refused: None, address };
-    let outgoing = async_graphql::http::WebSocket::new(LiveExecutor::new(ep.schema), inbound, protocol)
-        .on_connection_init(move |_| async move {
-            let mut data = async_graphql::Data::default();
-            data.insert(caller);
-            Ok(data)
-        });
+    let mut data = async_graphql::Data::default();
+    data.insert(caller);
+    let outgoing = Protocol::new(ep.schema, protocol, Box::pin(inbound), data);
     Some(Connection { state: ep.state, tx, outgoing: Box::pin(outgoing), seen, started, session, rights, _slot: slot })
 }
 
-impl<P: Stream<Item = WsMessage> + Unpin> Connection<P> {
+impl<P: Stream<Item = Message> + Unpin> Connection<P> {
     /// The open connection: the protocol's messages, pings, the idle timeout, the rights recheck
     /// and shutdown, until one of them ends it.
     async fn run(mut self) {
@@ -304,11 +301,7 @@ impl<P: Stream<Item = WsMessage> + Unpin> Connection<P> {
         let ending = loop {
             tokio::select! {
                 msg = self.outgoing.next() => {
-                    let msg = match msg {
-                        Some(WsMessage::Text(text)) => Message::Text(text.into()),
-                        Some(WsMessage::Close(code, reason)) => Message::Close(Some(CloseFrame { code, reason: reason.into() })),
-                        None => break None,
-                    };
+                    let Some(msg) = msg else { break None };
                     let closing = matches!(msg, Message::Close(_));
                     // A client that takes no data for this long is as good as gone.
                     match tokio::time::timeout(idle, self.tx.send(msg)).await {

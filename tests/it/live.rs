@@ -620,3 +620,96 @@ async fn a_connection_ends_when_its_session_ends_or_the_users_rights_change() {
     let (code, reason) = admins.closed().await;
     assert_eq!(code, 4401, "{reason}");
 }
+
+const TWO_ALIASES: &str = "subscription($id: ID!) {
+    a: assessmentEvents(assessmentId: $id) { seq type }
+    b: assessmentEvents(assessmentId: $id) { n: seq hash } }";
+
+#[tokio::test]
+async fn a_subscription_naming_the_event_stream_twice_gets_each_alias_its_own_selection_on_every_connection() {
+    let app = TestApp::spawn().await;
+    let admin = app.admin().await;
+    let (_, id) = assessment(&app, &admin).await;
+    answer(&app, &admin, &id, TEXT_QUESTION, json!("one")).await;
+    // Two connections send the same request, so the second may send what the first rendered.
+    let mut connections = Vec::new();
+    for _ in 0..2 {
+        let mut ws = app.ws(&admin).await;
+        ws.subscribe("x", TWO_ALIASES, json!({ "id": id })).await;
+        connections.push(ws);
+    }
+    answer(&app, &admin, &id, TEXT_QUESTION, json!("two")).await;
+    let logged = app.events(&admin, &format!("assessment:{id}")).await;
+    let n = logged.len();
+    for ws in &mut connections {
+        let (mut a, mut b) = (Vec::new(), Vec::new());
+        while a.len() < n || b.len() < n {
+            let msg = ws.next().await;
+            assert_eq!((msg["type"].as_str(), msg["id"].as_str()), (Some("next"), Some("x")), "{msg}");
+            let data = msg["payload"]["data"].as_object().expect("data").clone();
+            assert_eq!(data.len(), 1, "one field per message: {msg}");
+            match data.get("a") {
+                Some(event) => a.push(event.clone()),
+                None => b.push(data["b"].clone()),
+            }
+        }
+        for (i, event) in logged.iter().enumerate() {
+            assert_eq!(a[i], json!({ "seq": event["seq"], "type": event["type"] }));
+            assert_eq!(b[i], json!({ "n": event["seq"], "hash": event["hash"] }));
+        }
+    }
+}
+
+#[tokio::test]
+async fn the_protocol_answers_pings_stops_a_completed_subscription_and_closes_on_broken_rules() {
+    let app = TestApp::spawn().await;
+    let admin = app.admin().await;
+    let (_, id) = assessment(&app, &admin).await;
+
+    let mut ws = app.ws(&admin).await;
+    ws.send(json!({ "type": "ping" })).await;
+    assert_eq!(ws.next().await, json!({ "type": "pong" }));
+    // A completed subscription sends nothing more; another on the same connection goes on.
+    ws.subscribe("stopped", EVENTS, json!({ "id": id, "after": 0 })).await;
+    ws.subscribe("kept", EVENTS, json!({ "id": id, "after": 0 })).await;
+    answer(&app, &admin, &id, TEXT_QUESTION, json!("one")).await;
+    let n = app.events(&admin, &format!("assessment:{id}")).await.len() as i64;
+    let mut last = std::collections::HashMap::new();
+    while last.len() < 2 || last.values().any(|seq| *seq < n) {
+        let msg = ws.next().await;
+        let seq = msg["payload"]["data"]["assessmentEvents"]["seq"].as_i64().unwrap_or_else(|| panic!("{msg}"));
+        last.insert(msg["id"].as_str().expect("an id").to_owned(), seq);
+    }
+    ws.send(json!({ "type": "complete", "id": "stopped" })).await;
+    answer(&app, &admin, &id, TEXT_QUESTION, json!("two")).await;
+    let m = app.events(&admin, &format!("assessment:{id}")).await.len() as i64;
+    assert!(m > n);
+    for seq in n + 1..=m {
+        let msg = ws.next().await;
+        assert_eq!(
+            (msg["id"].as_str(), &msg["payload"]["data"]["assessmentEvents"]["seq"]),
+            (Some("kept"), &json!(seq))
+        );
+    }
+    // The id of a running subscription cannot be used again.
+    ws.subscribe("kept", EVENTS, json!({ "id": id, "after": 0 })).await;
+    assert_eq!(ws.closed().await, (4409, "subscriber for kept already exists".to_owned()));
+
+    let mut ws = app.ws(&admin).await;
+    ws.send(json!({ "type": "connection_init", "payload": { "token": admin } })).await;
+    assert_eq!(ws.closed().await.0, 4429);
+
+    let mut ws = app.ws(&admin).await;
+    ws.send(json!({ "type": "subscribe", "payload": { "query": "{ me { id } }" } })).await;
+    let (code, reason) = ws.closed().await;
+    assert_eq!(code, 4400);
+    assert!(reason.contains("missing field `id`"), "{reason}");
+
+    // Queries run over the socket too, and complete after their one result.
+    let mut ws = app.ws(&admin).await;
+    ws.subscribe("q", "{ me { displayName } }", json!({})).await;
+    let result = ws.next().await;
+    assert_eq!((result["type"].as_str(), result["id"].as_str()), (Some("next"), Some("q")), "{result}");
+    assert!(result["payload"]["data"]["me"]["displayName"].is_string(), "{result}");
+    assert_eq!(ws.next().await, json!({ "type": "complete", "id": "q" }));
+}
