@@ -69,15 +69,17 @@ pub enum Command {
         #[arg(long)]
         out: Option<PathBuf>,
     },
-    /// Check every stream of the log: hashes, links, gap-free sequence numbers and heads. Exits
-    /// non-zero and names each broken stream if anything is wrong.
+    /// Check every stream of the log (hashes, links, gap-free sequence numbers and heads) and
+    /// every checkpoint stored in the database: its signature, and that the log still holds
+    /// exactly what it committed to. Exits non-zero and names each problem if anything is wrong.
     Verify {
         /// Also check that the log still holds exactly what this kept checkpoint (written by
         /// `attest checkpoint`) committed to.
         #[arg(long)]
         checkpoint: Option<PathBuf>,
-        /// The trusted public key (64 hex digits) that must have signed the checkpoint. Without
-        /// it, the key file is used if present, else the key embedded in the checkpoint.
+        /// The trusted public key (64 hex digits) that must have signed the kept checkpoint and
+        /// every stored one. Without it, the key file is used if present, else the key embedded
+        /// in the kept checkpoint, or else in the oldest stored checkpoint.
         #[arg(long)]
         public_key: Option<String>,
     },
@@ -364,26 +366,23 @@ async fn verify(
     public_key: Option<&str>,
 ) -> anyhow::Result<()> {
     let started = std::time::Instant::now();
+    let trusted = trusted_key(public_key, key_file)?;
     let signed = match checkpoint {
         None => None,
         Some(path) => {
             let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
             let signed: SignedCheckpoint = serde_json::from_str(&text)
                 .with_context(|| format!("{} is not a checkpoint written by `attest checkpoint`", path.display()))?;
-            let trusted = trusted_key(public_key, key_file)?;
             let checked = signed.verify().and_then(|()| signed.checkpoint.verify_signature(trusted.as_deref()));
             if let Err(problem) = checked {
                 println!("PROBLEM checkpoint {}: {problem}", path.display());
                 bail!("the checkpoint {} does not verify", path.display());
             }
-            if trusted.is_none() {
-                warn_untrusted(&signed.checkpoint.public_key);
-            }
             Some(signed)
         }
     };
     let db = Db::connect(url).await?;
-    let report = crate::audit::verify_log(&db, signed.as_ref()).await.map_err(domain)?;
+    let report = crate::audit::verify_log(&db, signed.as_ref(), trusted.as_deref()).await.map_err(domain)?;
     println!(
         "checked {} streams, {} events in {:.2} s",
         report.streams,
@@ -397,11 +396,42 @@ async fn verify(
             c.at, c.position, c.stream_count, c.public_key, report.checkpoint_streams
         );
     }
+    match &report.stored_key {
+        Some(key) => println!(
+            "{} stored checkpoints checked against key {key}: {} distinct heads compared",
+            report.stored_checkpoints, report.stored_heads_compared
+        ),
+        None => println!("{} stored checkpoints checked", report.stored_checkpoints),
+    }
+    // Without a trusted key, the kept checkpoint's key (if any) is what the stored ones were
+    // held to; one warning names the key that was taken on trust.
+    if trusted.is_none()
+        && let Some(key) = signed.as_ref().map(|s| &s.checkpoint.public_key).or(report.stored_key.as_ref())
+    {
+        warn_untrusted(key);
+    }
     for problem in &report.problems {
         println!("PROBLEM {problem}");
     }
-    if !report.problems.is_empty() {
-        bail!("the log is not intact: {} stream(s) with problems", report.problems.len());
+    for bad in &report.bad_checkpoints {
+        println!("PROBLEM {bad}");
+    }
+    for mismatch in &report.mismatches {
+        println!("PROBLEM {mismatch}");
+    }
+    if !report.is_intact() {
+        let mut broken: Vec<&str> = report.problems.iter().map(|p| p.stream.as_str()).collect();
+        broken.extend(report.mismatches.iter().map(|m| m.problem.stream.as_str()));
+        broken.sort_unstable();
+        broken.dedup();
+        let mut found = Vec::new();
+        if !broken.is_empty() {
+            found.push(format!("{} stream(s) with problems", broken.len()));
+        }
+        if !report.bad_checkpoints.is_empty() {
+            found.push(format!("{} stored checkpoint(s) that do not verify", report.bad_checkpoints.len()));
+        }
+        bail!("the log is not intact: {}", found.join(", "));
     }
     println!("OK: the log is intact");
     Ok(())

@@ -1,11 +1,11 @@
 //! Auditing the event log: signed checkpoints taken, stored and logged (on demand and
-//! periodically), what each caller may see of them, whole-log verification against the chain and
-//! against a kept checkpoint, and bundles of one assessment's stream for offline verification.
+//! periodically), what each caller may see of them, whole-log verification against the chain,
+//! every stored checkpoint and a kept one, and bundles of one assessment's stream for offline verification.
 //! The formats themselves are in `checkpoints`; this module wires them to the database.
 
 mod store;
 
-use std::collections::HashSet;
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::time::Duration;
 
 use chrono::SecondsFormat;
@@ -220,58 +220,264 @@ impl PeriodicCheckpoints {
     }
 }
 
+/// Stored checkpoints read per query when the log is verified.
+const CHECKPOINT_PAGE: u64 = 50;
+
 /// What verifying the whole log found.
 #[derive(Clone, Debug, Default)]
 pub struct LogReport {
     pub streams: u64,
     pub events_checked: u64,
-    /// Streams the checkpoint covered, when one was given.
+    /// Streams the kept checkpoint covered, when one was given.
     pub checkpoint_streams: u64,
-    /// At most one problem per stream, the first found, sorted by stream.
+    /// At most one problem per stream, the first found, sorted by stream: a broken chain, or a
+    /// stream that no longer matches the kept checkpoint.
     pub problems: Vec<StreamProblem>,
+    /// How many checkpoints the `checkpoints` table holds, all of them checked.
+    pub stored_checkpoints: u64,
+    /// The key the stored checkpoints had to be signed by: the trusted key if one was given, else
+    /// the kept checkpoint's, else that of the oldest stored checkpoint whose signature holds.
+    pub stored_key: Option<String>,
+    /// Distinct heads (stream, sequence and hash) named by the stored checkpoints that were
+    /// compared with the log.
+    pub stored_heads_compared: u64,
+    /// Stored checkpoints that cannot be trusted, in id order: their heads were not used.
+    pub bad_checkpoints: Vec<BadCheckpoint>,
+    /// Heads of stored checkpoints that the log no longer matches, sorted by stream and sequence.
+    pub mismatches: Vec<CheckpointMismatch>,
 }
 
+impl LogReport {
+    /// Whether nothing at all was found wrong.
+    pub fn is_intact(&self) -> bool {
+        self.problems.is_empty() && self.bad_checkpoints.is_empty() && self.mismatches.is_empty()
+    }
+}
+
+/// A stored checkpoint as a report names it: its row id and, from its document, where and when it
+/// was taken.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CheckpointLabel {
+    pub id: i64,
+    pub position: i64,
+    pub at: String,
+}
+
+impl std::fmt::Display for CheckpointLabel {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "stored checkpoint {} (position {}, taken at {})", self.id, self.position, self.at)
+    }
+}
+
+/// A stored checkpoint whose row is not what the server signed: unreadable, its signature or its
+/// heads do not verify, signed by another key, or its columns differ from its document.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BadCheckpoint {
+    pub checkpoint: CheckpointLabel,
+    pub problem: String,
+}
+
+impl std::fmt::Display for BadCheckpoint {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: {}", self.checkpoint, self.problem)
+    }
+}
+
+/// A head of one or more stored checkpoints that its stream no longer matches. `first` is the
+/// oldest checkpoint naming that head; `later` more name the same, the last being `last_id`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CheckpointMismatch {
+    pub first: CheckpointLabel,
+    pub later: u64,
+    pub last_id: i64,
+    pub problem: StreamProblem,
+}
+
+impl std::fmt::Display for CheckpointMismatch {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: {}", self.first, self.problem)?;
+        if self.later > 0 {
+            write!(f, " (the same head is in {} later stored checkpoint(s), up to {})", self.later, self.last_id)?;
+        }
+        Ok(())
+    }
+}
+
+/// One head that stored checkpoints commit to for a stream at some sequence number, with the
+/// checkpoints naming it. Checkpoints taken while a stream did not change all name the same
+/// head, so the heads are kept once each, and memory grows with the log, not with checkpoints
+/// times streams.
+#[derive(Debug)]
+struct Claim {
+    hash: String,
+    first: CheckpointLabel,
+    later: u64,
+    last_id: i64,
+}
+
+/// For each stream, the heads the trusted stored checkpoints name, by sequence number.
+type Claims = HashMap<String, BTreeMap<i64, Vec<Claim>>>;
+
 /// Checks every stream of the log, in one read snapshot: hashes, links, gap-free sequence and
-/// its head, reading each stream once, in pages. With a checkpoint (whose signature and heads the
-/// caller has verified), also checks that every stream it covers still holds exactly the events
-/// it committed to (`compare_with_log`'s rules); a stream that is gone or shorter is a problem
-/// too.
-pub async fn verify_log(db: &Db, checkpoint: Option<&SignedCheckpoint>) -> Result<LogReport, AppError> {
+/// its head, reading each stream once, in pages. Also checks every stored checkpoint: that its
+/// document is signed by `trusted_key` (or, without one, by the same key as the others) with
+/// heads matching its Merkle root, and that every stream it covers still holds exactly the events
+/// it committed to. With a kept checkpoint (whose signature and heads the caller has verified),
+/// checks that too. A stream a checkpoint covers that is gone or shorter is a problem.
+pub async fn verify_log(
+    db: &Db,
+    kept: Option<&SignedCheckpoint>,
+    trusted_key: Option<&str>,
+) -> Result<LogReport, AppError> {
     let tx = db.conn.begin().await?;
     store::read_snapshot(&tx).await?;
+    let mut report = LogReport::default();
+    let reference = match (trusted_key, kept) {
+        (Some(key), _) => Some(SigningKey { hex: key.trim().to_ascii_lowercase(), named: "the trusted key" }),
+        (None, Some(signed)) => {
+            Some(SigningKey { hex: signed.checkpoint.public_key.clone(), named: "the kept checkpoint's key" })
+        }
+        (None, None) => None,
+    };
+    // Read in the same snapshot as the events, so that a checkpoint taken meanwhile, naming heads
+    // this snapshot does not hold, is not read.
+    let mut claims = stored_claims(&tx, reference, &mut report).await?;
+
     let mut streams = store::streams(&tx).await?;
-    if let Some(signed) = checkpoint {
+    if let Some(signed) = kept {
         streams.extend(signed.heads.iter().map(|h| h.stream.clone()));
-        streams.sort();
-        streams.dedup();
     }
-    let mut report = LogReport { streams: streams.len() as u64, ..LogReport::default() };
+    streams.extend(claims.keys().cloned());
+    streams.sort();
+    streams.dedup();
+    report.streams = streams.len() as u64;
     for stream in &streams {
         let verification = events::verify_stream(&tx, stream).await?;
         report.events_checked += verification.events_checked;
+        let stream_claims = claims.remove(stream).unwrap_or_default();
         if let Some((seq, problem)) = verification.problem {
             report.problems.push(StreamProblem { stream: stream.clone(), seq, problem });
             continue;
         }
-        let Some(head) = checkpoint.and_then(|signed| signed.head(stream)) else {
-            continue;
-        };
-        report.checkpoint_streams += 1;
-        // The chain was just verified in this snapshot, gap-free from sequence 1: what is left
-        // of `compare_with_log` is the event at the head's sequence, so one row is read, not the
-        // stream again.
+        // Heads are sorted by stream bytes, as `SignedCheckpoint::verify` checked.
+        let kept_head = kept.and_then(|signed| {
+            let at = signed.heads.binary_search_by(|h| h.stream.as_bytes().cmp(stream.as_bytes())).ok()?;
+            signed.heads.get(at)
+        });
+        if kept_head.is_some() {
+            report.checkpoint_streams += 1;
+        }
+        // The chain was just verified in this snapshot, gap-free from sequence 1: what is left of
+        // `compare_with_log` is the event at each head's sequence, so only those are read, in
+        // one query for every checkpoint, not the stream again.
         let last_seq = i64::try_from(verification.events_checked).unwrap_or(i64::MAX);
-        let at_head = if (1..=last_seq).contains(&head.seq) {
-            db::events::page(&tx, stream, head.seq - 1, 1).await?.pop()
-        } else {
-            None
-        };
-        if let Err(problem) = compare_verified_stream(head, last_seq, at_head.as_ref()) {
+        let mut seqs: Vec<i64> = stream_claims.keys().copied().chain(kept_head.map(|h| h.seq)).collect();
+        seqs.retain(|seq| (1..=last_seq).contains(seq));
+        seqs.sort_unstable();
+        seqs.dedup();
+        let at_seqs = db::events::at_seqs(&tx, stream, &seqs).await?;
+        let event_at = |seq: i64| at_seqs.binary_search_by_key(&seq, |e| e.seq).ok().map(|i| &at_seqs[i]);
+        if let Some(head) = kept_head
+            && let Err(problem) = compare_verified_stream(head, last_seq, event_at(head.seq))
+        {
             report.problems.push(problem);
+        }
+        for (seq, named) in stream_claims {
+            for claim in named {
+                report.stored_heads_compared += 1;
+                let head = StreamHead { stream: stream.clone(), seq, hash: claim.hash };
+                if let Err(problem) = compare_verified_stream(&head, last_seq, event_at(seq)) {
+                    report.mismatches.push(CheckpointMismatch {
+                        first: claim.first,
+                        later: claim.later,
+                        last_id: claim.last_id,
+                        problem,
+                    });
+                }
+            }
         }
     }
     tx.rollback().await?;
     Ok(report)
+}
+
+/// The key every stored checkpoint must be signed by, and how a problem names it.
+struct SigningKey {
+    hex: String,
+    named: &'static str,
+}
+
+/// Reads every stored checkpoint, in pages, checks that its row is what `reference` signed (or,
+/// without a reference, the key of the oldest one that verifies) and collects the heads of those
+/// that are. Counts and untrusted rows go into `report`.
+async fn stored_claims(
+    conn: &impl sea_orm::ConnectionTrait,
+    mut reference: Option<SigningKey>,
+    report: &mut LogReport,
+) -> Result<Claims, AppError> {
+    let mut claims = Claims::new();
+    let mut after = 0;
+    loop {
+        let page = store::page(conn, after, CHECKPOINT_PAGE).await?;
+        let Some(last) = page.last() else { break };
+        after = last.id;
+        for row in page {
+            report.stored_checkpoints += 1;
+            let signed = match &row.document {
+                Ok(signed) => signed,
+                Err(e) => {
+                    let checkpoint = CheckpointLabel { id: row.id, position: row.position, at: row.at.clone() };
+                    let problem = format!("the stored document is not a checkpoint: {e}");
+                    report.bad_checkpoints.push(BadCheckpoint { checkpoint, problem });
+                    continue;
+                }
+            };
+            let c = &signed.checkpoint;
+            let label = CheckpointLabel { id: row.id, position: c.position, at: c.at.clone() };
+            let checked = signed.verify().and_then(|()| match &reference {
+                Some(key) if key.hex != c.public_key => {
+                    Err(format!("signed by key {}, not by {} {}", c.public_key, key.named, key.hex))
+                }
+                _ => Ok(()),
+            });
+            if let Err(e) = checked {
+                let problem = format!("signature check failed: {e}");
+                report.bad_checkpoints.push(BadCheckpoint { checkpoint: label, problem });
+                continue;
+            }
+            if reference.is_none() {
+                reference =
+                    Some(SigningKey { hex: c.public_key.clone(), named: "the key of the oldest stored checkpoint" });
+            }
+            // The columns beside the document are not signed; they must still say the same, or
+            // someone changed the row.
+            if row.position != c.position || row.at != c.at || row.merkle_root != c.merkle_root {
+                let problem = "its position, at or merkle_root column differs from its signed document".to_owned();
+                report.bad_checkpoints.push(BadCheckpoint { checkpoint: label.clone(), problem });
+            }
+            add_claims(&mut claims, &label, signed.heads.iter());
+        }
+    }
+    report.stored_key = reference.map(|key| key.hex);
+    Ok(claims)
+}
+
+/// Adds the heads of one trusted checkpoint to `claims`.
+fn add_claims<'a>(claims: &mut Claims, label: &CheckpointLabel, heads: impl Iterator<Item = &'a StreamHead>) {
+    for head in heads {
+        if !claims.contains_key(&head.stream) {
+            claims.insert(head.stream.clone(), BTreeMap::new());
+        }
+        let by_seq = claims.get_mut(&head.stream).expect("inserted just above");
+        let named = by_seq.entry(head.seq).or_default();
+        match named.iter_mut().find(|claim| claim.hash == head.hash) {
+            Some(claim) => {
+                claim.later += 1;
+                claim.last_id = label.id;
+            }
+            None => named.push(Claim { hash: head.hash.clone(), first: label.clone(), later: 0, last_id: label.id }),
+        }
+    }
 }
 
 /// A stream's events from sequence 1 up to `up_to`, in pages.
@@ -317,13 +523,15 @@ mod tests {
     use crate::checkpoints::ServerKey;
     use crate::events::GENESIS_HASH;
 
+    const AT: &str = "2026-11-27T18:40:00.000000Z";
+
     fn head(stream: &str, seq: i64, hash: &str) -> StreamHead {
         StreamHead { stream: stream.to_owned(), seq, hash: hash.repeat(32) }
     }
 
     fn last() -> SignedCheckpoint {
         let heads = vec![head("agency:a", 3, "aa"), head("system", 2, "bb")];
-        Checkpoint::create(&ServerKey::generate(), heads, 9, "2026-11-27T18:40:00.000000Z".to_owned())
+        Checkpoint::create(&ServerKey::generate(), heads, 9, AT.to_owned())
     }
 
     #[test]
@@ -338,6 +546,20 @@ mod tests {
         assert!(changed_since(&last(), vec![head("agency:a", 3, "aa"), head("system", 4, "cc")]));
         let new_stream = StreamHead { stream: "agency:b".to_owned(), seq: 0, hash: GENESIS_HASH.to_owned() };
         assert!(changed_since(&last(), vec![head("agency:a", 3, "aa"), new_stream, head("system", 3, "cc")]));
+    }
+
+    #[test]
+    fn checkpoints_naming_the_same_head_are_one_claim() {
+        let label = |id| CheckpointLabel { id, position: id, at: AT.to_owned() };
+        let mut claims = Claims::new();
+        add_claims(&mut claims, &label(1), [head("agency:a", 3, "aa"), head("system", 1, "bb")].iter());
+        add_claims(&mut claims, &label(2), [head("agency:a", 3, "aa"), head("system", 2, "cc")].iter());
+        add_claims(&mut claims, &label(3), [head("agency:a", 3, "dd"), head("system", 3, "ee")].iter());
+        let named = &claims["agency:a"][&3];
+        assert_eq!(named.len(), 2, "two hashes at one sequence: {named:?}");
+        assert_eq!((named[0].first.id, named[0].later, named[0].last_id), (1, 1, 2));
+        assert_eq!((named[1].first.id, named[1].later, named[1].last_id), (3, 0, 3));
+        assert_eq!(claims["system"].len(), 3);
     }
 
     #[test]

@@ -72,6 +72,42 @@ pub async fn latest(conn: &impl ConnectionTrait, limit: u64) -> Result<Vec<Store
         .collect()
 }
 
+/// A row of `checkpoints` as read for verification: its plain columns, and its document if that
+/// parses as a checkpoint (else why not). Nothing in it is trusted before its signature is checked.
+#[derive(Clone, Debug)]
+pub struct CheckpointRow {
+    pub id: i64,
+    pub position: i64,
+    pub at: String,
+    pub merkle_root: String,
+    pub document: Result<SignedCheckpoint, String>,
+}
+
+/// The stored checkpoints with an id above `after_id`, oldest first, at most `limit`: a page of
+/// the whole table, which may hold thousands of checkpoints with every stream's head each.
+pub async fn page(conn: &impl ConnectionTrait, after_id: i64, limit: u64) -> Result<Vec<CheckpointRow>, AppError> {
+    let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+    let rows = conn
+        .query_all_raw(stmt(
+            conn.get_database_backend(),
+            "SELECT id, position, at, merkle_root, document FROM checkpoints WHERE id > $1 ORDER BY id LIMIT $2",
+            [after_id.into(), limit.into()],
+        ))
+        .await?;
+    rows.into_iter()
+        .map(|row| {
+            let document: String = row.try_get("", "document")?;
+            Ok(CheckpointRow {
+                id: row.try_get("", "id")?,
+                position: row.try_get("", "position")?,
+                at: row.try_get("", "at")?,
+                merkle_root: row.try_get("", "merkle_root")?,
+                document: serde_json::from_str(&document).map_err(|e| e.to_string()),
+            })
+        })
+        .collect()
+}
+
 /// Every stream the log knows of: those with a head and those with events, sorted.
 pub async fn streams(conn: &impl ConnectionTrait) -> Result<Vec<String>, AppError> {
     let rows = conn

@@ -95,6 +95,55 @@ fn assert_problem(out: &Output, stream: &str, seq: i64) {
     assert_eq!(text.lines().filter(|l| l.starts_with("PROBLEM")).count(), 1, "one broken stream:\n{text}");
 }
 
+/// The lines of `attest verify`'s output that name a problem.
+fn problems(out: &Output) -> Vec<String> {
+    stdout(out).lines().filter(|l| l.starts_with("PROBLEM")).map(str::to_owned).collect()
+}
+
+/// The one problem line about `stream` that names what `who` says (a stored checkpoint or the
+/// kept file), asserting that verify failed.
+fn problem_of(out: &Output, who: &str, stream: &str) -> String {
+    assert!(!out.status.success(), "verify passed a tampered log:\n{}", both(out));
+    let lines: Vec<String> =
+        problems(out).into_iter().filter(|l| l.starts_with(&format!("PROBLEM {who}")) && l.contains(stream)).collect();
+    assert_eq!(lines.len(), 1, "one problem of {who} with {stream}:\n{}", both(out));
+    lines.into_iter().next().unwrap()
+}
+
+/// How a stored checkpoint begins its problem lines.
+fn stored(c: &attest::audit::StoredCheckpoint) -> String {
+    format!(
+        "stored checkpoint {} (position {}, taken at {}):",
+        c.id, c.signed.checkpoint.position, c.signed.checkpoint.at
+    )
+}
+
+/// A raw connection with the append-only triggers of `checkpoints` dropped, as someone with
+/// database access could.
+async fn checkpoint_tamperer(app: &TestApp) -> DatabaseConnection {
+    let conn = Database::connect(app.db.url.expose()).await.expect("raw connection");
+    let sql = if app.db.is_postgres() {
+        "DROP TRIGGER checkpoints_refuse_update ON checkpoints"
+    } else {
+        "DROP TRIGGER checkpoints_refuse_update; DROP TRIGGER checkpoints_refuse_delete"
+    };
+    conn.execute_unprepared(sql).await.expect("drop the triggers");
+    conn
+}
+
+async fn set_answer(app: &TestApp, admin: &str, id: &str, question: &str, value: &str) {
+    app.ok(
+        Some(admin),
+        "mutation($i: SetAnswerInput!) { setAnswer(input: $i) { revision } }",
+        json!({ "i": { "assessmentId": id, "questionId": question, "value": value } }),
+    )
+    .await;
+}
+
+async fn store_checkpoint(app: &TestApp) -> attest::audit::StoredCheckpoint {
+    attest::audit::create_checkpoint(&app.state, attest::events::EventActor::System).await.unwrap()
+}
+
 #[tokio::test]
 async fn verify_passes_an_intact_log_and_names_a_changed_payload() {
     let app = TestApp::spawn().await;
@@ -176,7 +225,7 @@ async fn rewrite_and_rehash(conn: &DatabaseConnection, stream: &str, seq: i64) {
 }
 
 #[tokio::test]
-async fn a_rewritten_and_rehashed_stream_passes_its_chain_but_not_a_kept_checkpoint() {
+async fn a_rewritten_and_rehashed_stream_fails_against_a_kept_checkpoint() {
     let app = TestApp::spawn().await;
     let admin = app.admin().await;
     let id = assessment_with_answers(&app, &admin).await;
@@ -190,22 +239,19 @@ async fn a_rewritten_and_rehashed_stream_passes_its_chain_but_not_a_kept_checkpo
     assert!(out.status.success(), "{}", both(&out));
 
     // Later changes are not the checkpoint's business.
-    app.ok(
-        Some(&admin),
-        "mutation($i: SetAnswerInput!) { setAnswer(input: $i) { revision } }",
-        json!({ "i": { "assessmentId": id, "questionId": "intake-people-affected", "value": "About 2,000 drivers a day" } }),
-    )
-    .await;
+    set_answer(&app, &admin, &id, "intake-people-affected", "About 2,000 drivers a day").await;
 
     let conn = tamperer(&app).await;
     rewrite_and_rehash(&conn, &stream, 2).await;
 
-    let out = attest(&app, &["verify"]);
-    assert!(out.status.success(), "a fully re-hashed chain is intact on its own:\n{}", both(&out));
-
+    // The kept file and its stored copy (`attest checkpoint` stores what it prints) both say so.
     let out = attest(&app, &["verify", "--checkpoint", path_str(&kept)]);
-    assert_problem(&out, &stream, covered);
-    assert!(stdout(&out).contains("rewritten since the checkpoint"), "{}", both(&out));
+    let line = problem_of(&out, "stream", &stream);
+    assert!(line.contains(&format!("at sequence {covered}:")), "{line}");
+    assert!(line.contains("rewritten since the checkpoint"), "{line}");
+    let line = problem_of(&out, "stored checkpoint", &stream);
+    assert!(line.contains(&format!("at sequence {covered}:")), "{line}");
+    assert_eq!(problems(&out).len(), 2, "{}", both(&out));
 
     // A checkpoint signed by another key is refused before the log is even read.
     let other = attest::checkpoints::ServerKey::generate().public_key_hex();
@@ -215,7 +261,165 @@ async fn a_rewritten_and_rehashed_stream_passes_its_chain_but_not_a_kept_checkpo
 }
 
 #[tokio::test]
-async fn a_shortened_stream_fails_against_a_kept_checkpoint() {
+async fn a_rewritten_and_rehashed_stream_fails_plain_verify_naming_each_stored_checkpoint() {
+    let app = TestApp::spawn().await;
+    let admin = app.admin().await;
+    let id = assessment_with_answers(&app, &admin).await;
+    let stream = format!("assessment:{id}");
+    let first = store_checkpoint(&app).await;
+    let first_seq = stream_length(&app, &stream).await;
+    set_answer(&app, &admin, &id, "intake-people-affected", "About 2,000 drivers a day").await;
+    let second = store_checkpoint(&app).await;
+    let second_seq = stream_length(&app, &stream).await;
+    // Taken while the stream did not change: it names the same head as the second.
+    let third = store_checkpoint(&app).await;
+    assert!(attest(&app, &["verify"]).status.success());
+
+    let conn = tamperer(&app).await;
+    rewrite_and_rehash(&conn, &stream, 2).await;
+
+    let out = attest(&app, &["verify"]);
+    assert!(!out.status.success(), "a stored checkpoint covered the stream:\n{}", both(&out));
+    assert!(stdout(&out).contains("3 stored checkpoints checked"), "{}", both(&out));
+    let lines = problems(&out);
+    assert_eq!(lines.len(), 2, "one line per head the log no longer matches:\n{}", both(&out));
+    assert!(lines[0].starts_with(&format!("PROBLEM {}", stored(&first))), "{}", lines[0]);
+    assert!(lines[0].contains(&format!("stream {stream} at sequence {first_seq}:")), "{}", lines[0]);
+    assert!(lines[0].contains("rewritten since the checkpoint"), "{}", lines[0]);
+    assert!(lines[1].starts_with(&format!("PROBLEM {}", stored(&second))), "{}", lines[1]);
+    assert!(lines[1].contains(&format!("stream {stream} at sequence {second_seq}:")), "{}", lines[1]);
+    assert!(lines[1].contains(&format!("in 1 later stored checkpoint(s), up to {}", third.id)), "{}", lines[1]);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("1 stream(s) with problems"), "{}", both(&out));
+}
+
+#[tokio::test]
+async fn a_changed_stored_checkpoint_fails_its_signature() {
+    let app = TestApp::spawn().await;
+    let admin = app.admin().await;
+    let id = assessment_with_answers(&app, &admin).await;
+    let stream = format!("assessment:{id}");
+    let first = store_checkpoint(&app).await;
+    set_answer(&app, &admin, &id, "intake-people-affected", "About 2,000 drivers a day").await;
+    let second = store_checkpoint(&app).await;
+
+    // Someone rewrites the stream and, without the server's key, makes the stored checkpoints
+    // agree: the first with a head rewritten in its document, the second with a new signature.
+    let conn = tamperer(&app).await;
+    rewrite_and_rehash(&conn, &stream, 2).await;
+    let now = attest::db::events::head(&conn, &stream).await.unwrap().unwrap();
+    let checkpoints = checkpoint_tamperer(&app).await;
+    let mut forged = first.signed.clone();
+    let head = forged.heads.iter_mut().find(|h| h.stream == stream).unwrap();
+    let at_head = attest::db::events::page(&conn, &stream, head.seq - 1, 1).await.unwrap().remove(0);
+    head.hash = at_head.hash;
+    let document = serde_json::to_string(&forged).unwrap();
+    checkpoints
+        .execute_unprepared(&format!("UPDATE checkpoints SET document = '{document}' WHERE id = {}", first.id))
+        .await
+        .unwrap();
+    let heads = second.signed.heads.iter().map(|h| {
+        let hash = if h.stream == stream { now.1.clone() } else { h.hash.clone() };
+        StreamHead { stream: h.stream.clone(), seq: h.seq, hash }
+    });
+    let mut resigned = Checkpoint::create(
+        &attest::checkpoints::ServerKey::generate(),
+        heads.collect(),
+        second.signed.checkpoint.position,
+        second.signed.checkpoint.at.clone(),
+    );
+    resigned.checkpoint.public_key = second.signed.checkpoint.public_key.clone();
+    let document = serde_json::to_string(&resigned).unwrap();
+    checkpoints
+        .execute_unprepared(&format!(
+            "UPDATE checkpoints SET document = '{document}', merkle_root = '{}' WHERE id = {}",
+            resigned.checkpoint.merkle_root, second.id
+        ))
+        .await
+        .unwrap();
+
+    let out = attest(&app, &["verify"]);
+    assert!(!out.status.success(), "{}", both(&out));
+    let lines = problems(&out);
+    assert_eq!(lines.len(), 2, "{}", both(&out));
+    assert!(lines[0].starts_with(&format!("PROBLEM {} signature check failed:", stored(&first))), "{}", lines[0]);
+    assert!(lines[0].contains("Merkle root"), "{}", lines[0]);
+    assert!(lines[1].starts_with(&format!("PROBLEM {} signature check failed:", stored(&second))), "{}", lines[1]);
+    assert!(lines[1].contains("checkpoint signature"), "{}", lines[1]);
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("2 stored checkpoint(s) that do not verify"),
+        "{}",
+        both(&out)
+    );
+}
+
+#[tokio::test]
+async fn an_intact_log_passes_with_every_stored_checkpoint_checked() {
+    let app = TestApp::spawn().await;
+    let admin = app.admin().await;
+    let out = attest(&app, &["verify"]);
+    assert!(out.status.success(), "{}", both(&out));
+    assert!(stdout(&out).contains("0 stored checkpoints checked"), "{}", both(&out));
+
+    let id = assessment_with_answers(&app, &admin).await;
+    store_checkpoint(&app).await;
+    set_answer(&app, &admin, &id, "intake-people-affected", "About 2,000 drivers a day").await;
+    store_checkpoint(&app).await;
+    app.create_unit(&admin, "Cyber Crime", None).await;
+    let kept = file(&app, "kept-checkpoint.json");
+    assert!(attest(&app, &["checkpoint", "--out", path_str(&kept)]).status.success());
+    set_answer(&app, &admin, &id, "intake-people-affected", "About 3,000 drivers a day").await;
+
+    let key = app.state.key.public_key_hex();
+    for args in [vec!["verify"], vec!["verify", "--checkpoint", path_str(&kept)]] {
+        let out = attest(&app, &args);
+        assert!(out.status.success(), "{}", both(&out));
+        let text = stdout(&out);
+        assert!(text.contains(&format!("3 stored checkpoints checked against key {key}")), "{text}");
+        assert!(text.contains("OK: the log is intact"), "{text}");
+        assert!(problems(&out).is_empty(), "{text}");
+    }
+
+    // Without a trusted key, the stored checkpoints are held to the oldest one's key, on trust.
+    let out = Command::new(env!("CARGO_BIN_EXE_attest"))
+        .arg("verify")
+        .env("ATTEST_DATABASE_URL", app.db.url.expose())
+        .env("ATTEST_KEY_FILE", app.key_dir.path().join("absent.key"))
+        .env("ATTEST_LOG", "warn")
+        .output()
+        .expect("run attest");
+    assert!(out.status.success(), "{}", both(&out));
+    assert!(stdout(&out).contains(&format!("3 stored checkpoints checked against key {key}")), "{}", both(&out));
+    let warning = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(
+        warning.contains(&format!("warning: no trusted key (--public-key or a key file): only the embedded key {key}")),
+        "{warning}"
+    );
+}
+
+#[tokio::test]
+async fn stored_checkpoints_fail_against_another_trusted_key() {
+    let app = TestApp::spawn().await;
+    let admin = app.admin().await;
+    assessment_with_answers(&app, &admin).await;
+    let first = store_checkpoint(&app).await;
+    let second = store_checkpoint(&app).await;
+
+    let other = attest::checkpoints::ServerKey::generate().public_key_hex();
+    let out = attest(&app, &["verify", "--public-key", &other]);
+    assert!(!out.status.success(), "{}", both(&out));
+    let lines = problems(&out);
+    assert_eq!(lines.len(), 2, "{}", both(&out));
+    for (line, c) in lines.iter().zip([&first, &second]) {
+        assert!(line.starts_with(&format!("PROBLEM {} signature check failed:", stored(c))), "{line}");
+        assert!(line.contains(&format!("not by the trusted key {other}")), "{line}");
+    }
+
+    let out = attest(&app, &["verify", "--public-key", &app.state.key.public_key_hex()]);
+    assert!(out.status.success(), "{}", both(&out));
+}
+
+#[tokio::test]
+async fn a_shortened_stream_fails_against_a_kept_and_a_stored_checkpoint() {
     let app = TestApp::spawn().await;
     let admin = app.admin().await;
     let id = assessment_with_answers(&app, &admin).await;
@@ -234,11 +438,17 @@ async fn a_shortened_stream_fails_against_a_kept_checkpoint() {
     .await
     .unwrap();
 
+    // A cut tail leaves an intact chain, but `attest checkpoint` stored what it wrote to the file.
     let out = attest(&app, &["verify"]);
-    assert!(out.status.success(), "a cut tail leaves an intact chain:\n{}", both(&out));
+    let line = problem_of(&out, "stored checkpoint", &stream);
+    assert!(line.contains(&format!("at sequence {last}:")), "{line}");
+    assert!(line.contains("ends before it"), "{line}");
+    assert_eq!(problems(&out).len(), 1, "{}", both(&out));
+
     let out = attest(&app, &["verify", "--checkpoint", path_str(&kept)]);
-    assert_problem(&out, &stream, last);
-    assert!(stdout(&out).contains("ends before it"), "{}", both(&out));
+    let line = problem_of(&out, "stream", &stream);
+    assert!(line.contains(&format!("at sequence {last}:")), "{line}");
+    assert!(line.contains("ends before it"), "{line}");
 }
 
 #[tokio::test]
