@@ -48,11 +48,14 @@ pub struct Db {
     org_changes: Arc<AtomicU64>,
 }
 
-/// A stream that a committed transaction advanced, and its new head sequence.
-#[derive(Clone, Debug, PartialEq, Eq)]
+/// A stream that a committed transaction advanced, its new head sequence, and the events the
+/// transaction appended to it, in order: live subscribers in this process take them from here
+/// rather than read them back from the log.
+#[derive(Clone, Debug, PartialEq)]
 pub struct Appended {
     pub stream: String,
     pub seq: i64,
+    pub events: Vec<Arc<crate::events::Event>>,
 }
 
 /// A write transaction. Dropping it without `commit` rolls back its changes. On SQLite it is a
@@ -134,12 +137,15 @@ impl WriteTx {
         }
     }
 
-    /// Records that `stream` now ends at `seq`, to be announced after commit.
-    pub(crate) fn advanced(&self, stream: &str, seq: i64) {
+    /// Records that `event` was appended to its stream, to be announced after commit.
+    pub(crate) fn advanced(&self, event: Arc<crate::events::Event>) {
         let mut list = self.advanced.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-        match list.iter_mut().find(|a| a.stream == stream) {
-            Some(a) => a.seq = a.seq.max(seq),
-            None => list.push(Appended { stream: stream.to_owned(), seq }),
+        match list.iter_mut().find(|a| a.stream == event.stream) {
+            Some(a) => {
+                a.seq = a.seq.max(event.seq);
+                a.events.push(event);
+            }
+            None => list.push(Appended { stream: event.stream.clone(), seq: event.seq, events: vec![event] }),
         }
     }
 }

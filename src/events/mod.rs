@@ -163,8 +163,9 @@ pub async fn append_with(
     let event = Event { position: 0, stream, seq, kind: kind.to_owned(), actor, at, payload, prev_hash, hash };
     let position = db::events::insert(&**tx, &event, writes).await?;
     tx.set_head(&event.stream, seq, &event.hash);
-    tx.advanced(&event.stream, seq);
-    Ok(Event { position, ..event })
+    let event = Event { position, ..event };
+    tx.advanced(std::sync::Arc::new(event.clone()));
+    Ok(event)
 }
 
 /// One page of a stream's events with a sequence above `after`, in order.

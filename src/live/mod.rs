@@ -144,6 +144,20 @@ impl Hub {
         if let Some(t) = lock(&self.inner.tailers).get(stream) {
             t.wake();
         }
+        self.tell_progress(stream);
+    }
+
+    /// Hands the events a commit of this process appended to the tailer of their stream, if any,
+    /// which passes them on without reading them back from the log (or reads, if it sees a gap).
+    fn deliver(&self, appended: &crate::db::Appended) {
+        let tailer = lock(&self.inner.tailers).get(&appended.stream).cloned();
+        if let Some(t) = tailer {
+            t.deliver(self, &appended.events);
+        }
+        self.tell_progress(&appended.stream);
+    }
+
+    fn tell_progress(&self, stream: &str) {
         if self.inner.advanced.receiver_count() > 0 {
             let _ = self.inner.advanced.send(Arc::from(stream));
         }
@@ -258,7 +272,7 @@ async fn forward_local(hub: Hub) {
     let mut rx = hub.inner.db.appended();
     loop {
         match rx.recv().await {
-            Ok(a) => hub.wake(&a.stream, a.seq),
+            Ok(a) => hub.deliver(&a),
             // Announcements were dropped: every tailer reads again, so nothing is missed.
             Err(broadcast::error::RecvError::Lagged(_)) => hub.wake_all(),
             Err(broadcast::error::RecvError::Closed) => return,

@@ -36,6 +36,9 @@ pub(crate) struct Tailer {
     stream: events::Stream,
     notify: Notify,
     subscribers: Mutex<Vec<Subscriber>>,
+    /// The last sequence handed to the subscribers. Held while handing events over, so that
+    /// the tailer's reads and this process's commits hand each event over once, in order.
+    last: Mutex<i64>,
 }
 
 /// The tailer's side of a subscriber's buffer. Dropping it (the subscriber was cut off, or the
@@ -136,6 +139,25 @@ impl Tailer {
         // A permit is stored when the tailer is busy reading, so a wake-up is never lost.
         self.notify.notify_one();
     }
+
+    /// Hands over `events`, committed by this process, in order, skipping those handed over
+    /// already. At a gap (a commit not heard of yet, from another process or announced later),
+    /// the tailer reads the log instead.
+    pub(crate) fn deliver(&self, hub: &Hub, events: &[Arc<Event>]) {
+        let mut last = lock(&self.last);
+        for event in events {
+            if event.seq <= *last {
+                continue;
+            }
+            if event.seq > *last + 1 {
+                drop(last);
+                self.wake();
+                return;
+            }
+            fan_out(hub, self, event.clone());
+            *last = event.seq;
+        }
+    }
 }
 
 /// Adds a subscriber to the stream's tailer, starting the tailer if there is none. A new tailer
@@ -150,8 +172,9 @@ fn register(hub: &Hub, stream: &events::Stream, from: i64) -> Arc<Inbox> {
             stream: stream.clone(),
             notify: Notify::new(),
             subscribers: Mutex::new(Vec::new()),
+            last: Mutex::new(from),
         });
-        tokio::spawn(run(hub.clone(), t.clone(), from));
+        tokio::spawn(run(hub.clone(), t.clone()));
         t
     });
     lock(&tailer.subscribers).push(Subscriber(inbox.clone()));
@@ -159,7 +182,7 @@ fn register(hub: &Hub, stream: &events::Stream, from: i64) -> Arc<Inbox> {
 }
 
 /// A tailer's life: read what is new on every wake-up or poll, until nobody listens.
-async fn run(hub: Hub, t: Arc<Tailer>, mut last: i64) {
+async fn run(hub: Hub, t: Arc<Tailer>) {
     let settings = hub.settings().clone();
     let mut shutdown = hub.shutting_down();
     loop {
@@ -176,7 +199,7 @@ async fn run(hub: Hub, t: Arc<Tailer>, mut last: i64) {
                 return;
             }
         }
-        last = read_new(&hub, &t, last).await;
+        read_new(&hub, &t).await;
         tokio::select! {
             _ = t.notify.notified() => {}
             _ = tokio::time::sleep(settings.poll) => {}
@@ -185,25 +208,32 @@ async fn run(hub: Hub, t: Arc<Tailer>, mut last: i64) {
     }
 }
 
-/// Reads every event after `last` and hands each to the subscribers; returns the new position.
-async fn read_new(hub: &Hub, t: &Tailer, mut last: i64) -> i64 {
+/// Reads every event after the last one handed over, and hands each to the subscribers.
+async fn read_new(hub: &Hub, t: &Tailer) {
     let page = hub.settings().page;
     loop {
-        let batch = match events::page(&hub.inner.db.conn, &t.stream, last, page).await {
+        let after = *lock(&t.last);
+        let batch = match events::page(&hub.inner.db.conn, &t.stream, after, page).await {
             Ok(batch) => batch,
             Err(err) => {
                 // The next wake-up or poll tries again from the same position.
                 tracing::warn!(stream = %t.key, error = %LogDisplay(&err), "live: reading the log failed");
-                return last;
+                return;
             }
         };
         let n = batch.len();
-        for event in batch {
-            last = event.seq;
-            fan_out(hub, t, Arc::new(event));
+        {
+            // A commit of this process may have handed some of these over meanwhile.
+            let mut last = lock(&t.last);
+            for event in batch {
+                if event.seq == *last + 1 {
+                    *last = event.seq;
+                    fan_out(hub, t, Arc::new(event));
+                }
+            }
         }
         if (n as u64) < page {
-            return last;
+            return;
         }
     }
 }
