@@ -116,6 +116,16 @@ fn rss_kib(pid: u32) -> Option<u64> {
     line.split_whitespace().nth(1)?.parse().ok()
 }
 
+/// CPU time a process has used (user and system), in seconds. `/proc/PID/stat` counts it in
+/// clock ticks of 1/100 s (`USER_HZ`, 100 on Linux's common configurations).
+fn cpu_secs(pid: u32) -> Option<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name may hold spaces: the fields are counted after its closing parenthesis.
+    let fields: Vec<&str> = stat[stat.rfind(')')? + 2..].split_whitespace().collect();
+    let ticks: u64 = fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?;
+    Some(ticks as f64 / 100.0)
+}
+
 async fn graphql(
     http: &reqwest::Client,
     base: &str,
@@ -134,6 +144,11 @@ async fn graphql(
     Ok(body["data"].clone())
 }
 
+/// The value below which a share `p` of the sorted values `sorted` lie.
+fn percentile(sorted: &[u64], p: f64) -> u64 {
+    sorted.get(((sorted.len() as f64 * p) as usize).min(sorted.len().saturating_sub(1))).copied().unwrap_or(0)
+}
+
 /// What a set of clients saw.
 struct Outcome {
     connected: usize,
@@ -145,6 +160,11 @@ struct Outcome {
     rss_after_kib: Option<u64>,
     sent: u64,
     send_secs: f64,
+    /// How long each change took, from its request to its response (which follows the commit).
+    round_trips_us: Vec<u64>,
+    /// The server's CPU time from the first write to 5 s after the last (the clients then have
+    /// everything).
+    cpu_secs: Option<f64>,
     delivered: u64,
     expected: u64,
     latencies_us: Vec<u64>,
@@ -154,7 +174,9 @@ impl Outcome {
     fn print(&self, name: &str) {
         let mut l = self.latencies_us.clone();
         l.sort_unstable();
-        let pct = |p: f64| l.get(((l.len() as f64 * p) as usize).min(l.len().saturating_sub(1))).copied().unwrap_or(0);
+        let pct = |p: f64| percentile(&l, p);
+        let mut trips = self.round_trips_us.clone();
+        trips.sort_unstable();
         let per_conn = match (self.rss_before_kib, self.rss_after_kib) {
             (Some(b), Some(a)) if self.connected > 0 => {
                 format!("{:.1} KiB", (a.saturating_sub(b)) as f64 / self.connected as f64)
@@ -178,6 +200,17 @@ impl Outcome {
             self.send_secs,
             self.sent as f64 / self.send_secs
         );
+        println!(
+            "change round trip:      p50 {:.1} ms, p99 {:.1} ms (request to response)",
+            percentile(&trips, 0.50) as f64 / 1000.0,
+            percentile(&trips, 0.99) as f64 / 1000.0
+        );
+        if let Some(cpu) = self.cpu_secs {
+            println!(
+                "server CPU:             {cpu:.2} s during the run ({:.2} ms per change)",
+                cpu * 1000.0 / self.sent.max(1) as f64
+            );
+        }
         println!("deliveries:             {} of {} expected", self.delivered, self.expected);
         println!(
             "latency commit->client: p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms",
@@ -433,12 +466,14 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
     let rss_after = server_pid.and_then(rss_kib);
     let connected = alive(&handles);
     eprintln!("attest: {connected} connections open, {live} live; writing");
-    let (sent, send_secs) = drive(args.rate, args.duration, args.writers, |i| {
+    let cpu_before = server_pid.and_then(cpu_secs);
+    let (sent, send_secs, round_trips) = drive(args.rate, args.duration, args.writers, |i| {
         let (http, base, token, assessment) = (http.clone(), base.clone(), token.clone(), assessment.clone());
         async move { set_answer(&http, &base, &token, &assessment, format!("change {}", i + 1)).await }
     })
     .await;
     tokio::time::sleep(Duration::from_secs(5)).await;
+    let cpu = server_pid.and_then(cpu_secs).zip(cpu_before).map(|(after, before)| after - before);
     stop_tx.send_replace(true);
     let (latencies, error) = collect(handles).await;
     if let Some(e) = error {
@@ -452,6 +487,8 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
         rss_after_kib: rss_after,
         sent,
         send_secs,
+        cpu_secs: cpu,
+        round_trips_us: round_trips,
         delivered: latencies.len() as u64,
         expected: sent * connected as u64,
         latencies_us: latencies,
@@ -488,7 +525,8 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
     let rss_after = pid.and_then(rss_kib);
     let connected = alive(&handles);
     eprintln!("baseline: {connected} connections open, {live} live; publishing");
-    let (sent, send_secs) = drive(args.rate, args.duration, args.writers, |i| {
+    let cpu_before = pid.and_then(cpu_secs);
+    let (sent, send_secs, round_trips) = drive(args.rate, args.duration, args.writers, |i| {
         let (http, base) = (http.clone(), base.clone());
         async move {
             http.post(format!("{base}/publish")).body(i.to_string()).send().await?.error_for_status()?;
@@ -497,6 +535,7 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
     })
     .await;
     tokio::time::sleep(Duration::from_secs(5)).await;
+    let cpu = pid.and_then(cpu_secs).zip(cpu_before).map(|(after, before)| after - before);
     stop_tx.send_replace(true);
     let (latencies, error) = collect(handles).await;
     if let Some(e) = error {
@@ -510,6 +549,8 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
         rss_after_kib: rss_after,
         sent,
         send_secs,
+        cpu_secs: cpu,
+        round_trips_us: round_trips,
         delivered: latencies.len() as u64,
         expected: sent * connected as u64,
         latencies_us: latencies,
@@ -545,7 +586,7 @@ async fn set_answer(
 
 /// Calls `op` `rate` times per second for `secs` seconds, at most `writers` at once; returns how
 /// many succeeded and the seconds it took until the last one finished.
-async fn drive<F, Fut>(rate: u64, secs: u64, writers: usize, op: F) -> (u64, f64)
+async fn drive<F, Fut>(rate: u64, secs: u64, writers: usize, op: F) -> (u64, f64, Vec<u64>)
 where
     F: Fn(u64) -> Fut,
     Fut: Future<Output = anyhow::Result<()>> + Send + 'static,
@@ -560,19 +601,28 @@ where
         let permit = gate.clone().acquire_owned().await.expect("the semaphore is never closed");
         let (fut, done) = (op(i), done.clone());
         tasks.push(tokio::spawn(async move {
-            match fut.await {
+            let sent = Instant::now();
+            let took = match fut.await {
                 Ok(()) => {
                     done.fetch_add(1, Ordering::Relaxed);
+                    Some(u64::try_from(sent.elapsed().as_micros()).unwrap_or(u64::MAX))
                 }
-                Err(e) => eprintln!("a change failed: {e:#}"),
-            }
+                Err(e) => {
+                    eprintln!("a change failed: {e:#}");
+                    None
+                }
+            };
             drop(permit);
+            took
         }));
     }
+    let mut round_trips = Vec::new();
     for t in tasks {
-        let _ = t.await;
+        if let Ok(Some(took)) = t.await {
+            round_trips.push(took);
+        }
     }
-    (done.load(Ordering::Relaxed), start.elapsed().as_secs_f64())
+    (done.load(Ordering::Relaxed), start.elapsed().as_secs_f64(), round_trips)
 }
 
 /// The baseline: every published body becomes one frame shaped like a graphql-transport-ws

@@ -9,9 +9,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use sea_orm::{DatabaseConnection, DatabaseTransaction, TransactionTrait};
-use tokio::sync::{Mutex, OwnedMutexGuard, broadcast, oneshot};
+use tokio::sync::{Mutex, OwnedMutexGuard, oneshot};
 
-use super::Appended;
+use super::{Announcer, Appended};
 use crate::error::AppError;
 
 /// The most writers one shared commit acknowledges: a bound on how long the first of them waits.
@@ -86,7 +86,7 @@ impl Turn {
         mut self,
         savepoint: DatabaseTransaction,
         advanced: Vec<Appended>,
-        announce: &broadcast::Sender<Appended>,
+        announce: &Announcer,
     ) -> Result<(), AppError> {
         if let Err(e) = savepoint.commit().await {
             self.abandon(announce);
@@ -109,7 +109,7 @@ impl Turn {
     /// Gives up the turn of a writer that did not commit (its savepoint is rolled back by
     /// dropping it). Someone must still commit for writers already waiting: the next writer in
     /// line if there is one, otherwise a task started here.
-    pub(super) fn abandon(self, announce: &broadcast::Sender<Appended>) {
+    pub(super) fn abandon(self, announce: &Announcer) {
         if self.group.queued.load(Ordering::SeqCst) == 0 && self.slot.is_some() {
             let announce = announce.clone();
             let slot = self.slot;
@@ -123,10 +123,7 @@ impl Turn {
 }
 
 /// Commits the open batch, tells its waiters, and announces what it advanced.
-async fn flush(
-    mut slot: OwnedMutexGuard<Option<Batch>>,
-    announce: &broadcast::Sender<Appended>,
-) -> Result<(), AppError> {
+async fn flush(mut slot: OwnedMutexGuard<Option<Batch>>, announce: &Announcer) -> Result<(), AppError> {
     let Some(batch) = slot.take() else { return Ok(()) };
     let result = batch.tx.commit().await;
     // The next group may start as soon as this one is durable.
@@ -137,8 +134,7 @@ async fn flush(
     }
     if ok {
         for a in batch.announcements {
-            // No receiver is not an error: nobody is listening.
-            let _ = announce.send(a);
+            announce.send(a);
         }
     }
     result.map_err(Into::into)

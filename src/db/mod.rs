@@ -19,7 +19,6 @@ use sea_orm::{
     ConnectOptions, ConnectionTrait, Database, DatabaseConnection, DatabaseTransaction, DbBackend, Statement,
     TransactionTrait,
 };
-use tokio::sync::broadcast;
 
 use crate::clock::{Clock, Micros};
 use crate::config::DatabaseUrl;
@@ -37,9 +36,10 @@ pub struct Db {
     /// (`group`). PostgreSQL needs neither: stream heads are row-locked, and the server already
     /// flushes concurrent commits together.
     group: Option<Arc<group::Group>>,
-    /// Told after each commit which streams it advanced. Live subscribers in this process wake
-    /// on it; other processes learn of commits through PostgreSQL's NOTIFY (see `events`).
-    appended: broadcast::Sender<Appended>,
+    /// Told after each commit which streams it advanced. Live subscribers in this process take
+    /// the events from it; other processes learn of commits through PostgreSQL's NOTIFY (see
+    /// `events`).
+    appended: Announcer,
     /// Parsed templates, which never change once stored.
     pub templates: assessments::TemplateCache,
     /// Counts the changes to agencies' streams (users, roles, sessions, units) heard of: moved
@@ -58,6 +58,21 @@ pub struct Appended {
     pub events: Vec<Arc<crate::events::Event>>,
 }
 
+/// Where commits announce what they appended: the listener `Db::on_commit` set, if any.
+#[derive(Clone, Default)]
+pub(crate) struct Announcer(Arc<std::sync::RwLock<Option<Listener>>>);
+
+type Listener = Arc<dyn Fn(Appended) + Send + Sync>;
+
+impl Announcer {
+    pub(crate) fn send(&self, appended: Appended) {
+        let listener = self.0.read().unwrap_or_else(|poisoned| poisoned.into_inner()).clone();
+        if let Some(listener) = listener {
+            listener(appended);
+        }
+    }
+}
+
 /// A write transaction. Dropping it without `commit` rolls back its changes. On SQLite it is a
 /// savepoint inside a transaction shared with the writers around it (see `group`).
 pub struct WriteTx {
@@ -71,7 +86,7 @@ pub struct WriteTx {
     advanced: std::sync::Mutex<Vec<Appended>>,
     /// The heads (sequence, hash) of the streams this transaction has locked, as they stand in it.
     heads: std::sync::Mutex<Vec<(String, i64, String)>>,
-    appended: broadcast::Sender<Appended>,
+    appended: Announcer,
     org_changes: Arc<AtomicU64>,
 }
 
@@ -105,8 +120,7 @@ impl WriteTx {
             None => {
                 tx.commit().await?;
                 for a in advanced {
-                    // No receiver is not an error: nobody is listening.
-                    let _ = self.appended.send(a);
+                    self.appended.send(a);
                 }
             }
         }
@@ -170,11 +184,10 @@ impl Db {
         }
         let conn = Database::connect(opts).await.with_context(|| format!("cannot connect to the database at {url}"))?;
         let group = (!url.is_postgres()).then(group::Group::new);
-        let (appended, _) = broadcast::channel(4096);
         Ok(Db {
             conn,
             group,
-            appended,
+            appended: Announcer::default(),
             templates: assessments::TemplateCache::default(),
             org_changes: Arc::new(AtomicU64::new(0)),
         })
@@ -219,10 +232,11 @@ impl Db {
         self.org_changes.fetch_add(1, Ordering::SeqCst);
     }
 
-    /// Announcements of committed appends made through this `Db`. A receiver that lags behind
-    /// gets `RecvError::Lagged`; announcements are wake-ups, and the log stays the source.
-    pub fn appended(&self) -> broadcast::Receiver<Appended> {
-        self.appended.subscribe()
+    /// Has `listener` called with every committed append made through this `Db`, by the
+    /// committing task, once the commit is durable and before the writer answers; it replaces
+    /// any listener set before. It must not block: it runs on every writer's path.
+    pub fn on_commit(&self, listener: impl Fn(Appended) + Send + Sync + 'static) {
+        *self.appended.0.write().unwrap_or_else(|poisoned| poisoned.into_inner()) = Some(Arc::new(listener));
     }
 
     /// Whether the database answers a trivial query (for `/readyz`).

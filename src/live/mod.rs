@@ -127,7 +127,15 @@ impl Hub {
     /// PostgreSQL, a listener for other servers' commits and presence, and the publisher of this
     /// server's presence. They stop when `Running` is dropped or stopped.
     pub fn start(&self) -> Running {
-        let mut tasks = vec![tokio::spawn(forward_local(self.clone()))];
+        // This process's commits hand their events over from the committing task itself: no
+        // task in between. Weak, since the database outlives no hub but must not keep one alive.
+        let hub = Arc::downgrade(&self.inner);
+        self.inner.db.on_commit(move |appended| {
+            if let Some(inner) = hub.upgrade() {
+                Hub { inner }.deliver(&appended);
+            }
+        });
+        let mut tasks = Vec::new();
         let mut publisher = None;
         if self.inner.url.is_postgres() {
             tasks.push(tokio::spawn(pg::listen(self.clone())));
@@ -263,19 +271,6 @@ impl Drop for Running {
         self.hub.stop();
         for t in &self.tasks {
             t.abort();
-        }
-    }
-}
-
-/// Turns this process's commit announcements into wake-ups.
-async fn forward_local(hub: Hub) {
-    let mut rx = hub.inner.db.appended();
-    loop {
-        match rx.recv().await {
-            Ok(a) => hub.deliver(&a),
-            // Announcements were dropped: every tailer reads again, so nothing is missed.
-            Err(broadcast::error::RecvError::Lagged(_)) => hub.wake_all(),
-            Err(broadcast::error::RecvError::Closed) => return,
         }
     }
 }
