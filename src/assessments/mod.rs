@@ -182,6 +182,44 @@ async fn access(
     Ok(access)
 }
 
+/// Begins a write to an assessment's answers: the stream's head locked, the assessment loaded
+/// for the actor and checked for `action`, and its answers read. On PostgreSQL that is one
+/// statement, so one round trip after `BEGIN`, where it would be three.
+async fn begin_answering(
+    state: &AppState,
+    actor: &Actor,
+    id: AssessmentId,
+    action: Action,
+) -> Result<(db::WriteTx, Access, Vec<Answer>), AppError> {
+    let stream = Stream::Assessment(id);
+    if state.db.is_postgres() {
+        let tx = state.db.begin_write().await?;
+        let key = stream.key();
+        let loaded = db::assessments::lock_for_answer(&*tx, &key, id, actor.user_id).await?;
+        let Some(loaded) = loaded.filter(|l| l.assessment.agency_id == actor.agency_id) else {
+            return Err(AppError::NotFound("assessment"));
+        };
+        let (seq, hash) = match loaded.head {
+            Some(head) => head,
+            None => db::events::lock_head(&*tx, &key).await?,
+        };
+        tx.set_head(&key, seq, &hash);
+        if !loaded.fresh {
+            // Another writer committed while this one waited for the lock: read again.
+            let access = access(&*tx, actor, id, action).await?;
+            let answers = db::assessments::answers(&*tx, id).await?;
+            return Ok((tx, access, answers));
+        }
+        let access = Access { assessment: loaded.assessment, ancestry: loaded.ancestry, role: loaded.role };
+        policy::authorize(actor, action, access.resource())?;
+        return Ok((tx, access, loaded.answers));
+    }
+    let tx = events::begin(&state.db, &stream).await?;
+    let access = access(&*tx, actor, id, action).await?;
+    let answers = db::assessments::answers(&*tx, id).await?;
+    Ok((tx, access, answers))
+}
+
 /// The assessment, if the actor may see it.
 pub async fn assessment(state: &AppState, actor: &Actor, id: AssessmentId) -> Result<Access, AppError> {
     access(&state.db.conn, actor, id, Action::ViewAssessment).await
@@ -524,8 +562,7 @@ pub async fn set_answer(state: &AppState, actor: &Actor, input: SetAnswer) -> Re
         }
         other => other,
     };
-    let tx = events::begin(&state.db, &Stream::Assessment(id)).await?;
-    let Access { assessment: mut a, .. } = access(&*tx, actor, id, Action::Answer).await?;
+    let (tx, Access { assessment: mut a, .. }, mut all) = begin_answering(state, actor, id, Action::Answer).await?;
     writable_for_answers(&a)?;
     let template = load_template(state, &*tx, actor.agency_id, a.template_id).await?;
     let question = template.template.question(&input.question_id).ok_or_else(|| {
@@ -539,7 +576,6 @@ pub async fn set_answer(state: &AppState, actor: &Actor, input: SetAnswer) -> Re
         ),
     };
     // Every answer is read once: the one to change, and the rest for the progress summary.
-    let mut all = db::assessments::answers(&*tx, id).await?;
     let current = all.iter().find(|c| c.question_id == question.id).cloned();
     let current_revision = current.as_ref().map_or(0, |c| c.revision);
     if let Some(expected) = input.expected_revision

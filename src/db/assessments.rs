@@ -278,6 +278,101 @@ pub async fn assessment_access(
     Ok(Some((a, role, ancestry)))
 }
 
+/// What a write of an answer starts from, read in one statement on PostgreSQL.
+pub struct ForAnswer {
+    /// The stream head (sequence, hash), now locked; `None` when the stream has no head yet.
+    pub head: Option<(i64, String)>,
+    /// Whether the rest was read after the last change to the stream. The statement reads as of
+    /// its start, and may have waited for the lock behind a writer that then committed; every
+    /// change to an assessment moves its stream's head, so the head as read equal to the head as
+    /// locked means nothing was missed. Otherwise the caller reads again, holding the lock.
+    pub fresh: bool,
+    pub assessment: Assessment,
+    pub role: Option<AssessmentRole>,
+    /// The assessment's unit and its ancestors, nearest first.
+    pub ancestry: Vec<UnitId>,
+    /// Every answer of the assessment, by question id.
+    pub answers: Vec<Answer>,
+}
+
+/// On PostgreSQL, in one statement and so one round trip: locks the head of `stream` and reads
+/// what `assessment_access` and `answers` read (see `ForAnswer::fresh`). `None` when the
+/// assessment does not exist.
+pub async fn lock_for_answer(
+    conn: &impl ConnectionTrait,
+    stream: &str,
+    id: AssessmentId,
+    user: UserId,
+) -> Result<Option<ForAnswer>, AppError> {
+    const SQL: &str = "WITH RECURSIVE head AS (UPDATE stream_heads SET seq = seq WHERE stream = $1 RETURNING seq, hash), \
+        chain (unit, parent, depth) AS ( \
+        SELECT u.id, u.parent_id, 0 FROM units u JOIN assessments a ON a.unit_id = u.id WHERE a.id = $2 \
+        UNION ALL SELECT u.id, u.parent_id, chain.depth + 1 FROM units u JOIN chain ON u.id = chain.parent \
+        WHERE chain.depth < 1000) \
+        SELECT a.*, m.role AS member_role, head.seq AS head_seq, head.hash AS head_hash, \
+        (SELECT s.seq FROM stream_heads s WHERE s.stream = $5) AS seen_seq, \
+        (SELECT string_agg(chain.unit, ',' ORDER BY chain.depth) FROM chain) AS ancestry, \
+        (SELECT json_agg(json_build_object('q', x.question_id, 'v', x.value, 'n', x.note, 'r', x.revision, \
+        'c', x.carried_over, 'b', x.updated_by, 't', x.updated_at) ORDER BY x.question_id) \
+        FROM answers x WHERE x.assessment_id = a.id)::text AS answer_rows \
+        FROM assessments a LEFT JOIN assessment_members m ON m.assessment_id = a.id AND m.user_id = $3 \
+        LEFT JOIN head ON true WHERE a.id = $4";
+    #[derive(serde::Deserialize)]
+    struct Row {
+        q: String,
+        v: Option<String>,
+        n: Option<String>,
+        r: i64,
+        c: bool,
+        b: String,
+        t: i64,
+    }
+    let values = [stream.into(), id.to_string().into(), user.to_string().into(), id.to_string().into(), stream.into()];
+    let Some(row) = conn.query_one_raw(stmt(conn.get_database_backend(), SQL, values)).await? else {
+        return Ok(None);
+    };
+    let assessment = assessment_from(assessment::Model::from_query_result(&row, "")?)?;
+    let role = row.try_get::<Option<String>>("", "member_role")?;
+    let role = role.map(|r| AssessmentRole::parse(&r).map_err(|_| corrupt("member"))).transpose()?;
+    let head = match row.try_get::<Option<i64>>("", "head_seq")? {
+        Some(seq) => Some((seq, row.try_get::<String>("", "head_hash")?)),
+        None => None,
+    };
+    let fresh = head.is_some() && head.as_ref().map(|h| h.0) == row.try_get::<Option<i64>>("", "seen_seq")?;
+    let mut ancestry = Vec::new();
+    for unit in row.try_get::<Option<String>>("", "ancestry")?.unwrap_or_default().split(',').filter(|u| !u.is_empty()) {
+        let unit = UnitId::parse(unit).map_err(|_| corrupt("unit"))?;
+        if ancestry.contains(&unit) {
+            break;
+        }
+        ancestry.push(unit);
+    }
+    if ancestry.first() != Some(&assessment.unit_id) {
+        return Err(corrupt("unit"));
+    }
+    let rows: Vec<Row> = match row.try_get::<Option<String>>("", "answer_rows")? {
+        Some(text) => serde_json::from_str(&text).map_err(|_| corrupt("answer"))?,
+        None => Vec::new(),
+    };
+    let answers = rows
+        .into_iter()
+        .map(|r| {
+            let m = answer::Model {
+                assessment_id: id.to_string(),
+                question_id: r.q,
+                value: r.v,
+                note: r.n,
+                revision: r.r,
+                carried_over: r.c,
+                updated_by: r.b,
+                updated_at: r.t,
+            };
+            answer_from(m).map(|(_, a)| a)
+        })
+        .collect::<Result<_, _>>()?;
+    Ok(Some(ForAnswer { head, fresh, assessment, role, ancestry, answers }))
+}
+
 /// Every assessment the user is a member of, with the role, by assessment id.
 pub async fn memberships_of_user(conn: &impl ConnectionTrait, user: UserId) -> Result<Vec<(String, String)>, AppError> {
     let rows = assessment_member::Entity::find()

@@ -198,6 +198,10 @@ impl Db {
         Ok(())
     }
 
+    pub fn is_postgres(&self) -> bool {
+        self.backend() == DbBackend::Postgres
+    }
+
     pub fn backend(&self) -> DbBackend {
         self.conn.get_database_backend()
     }
