@@ -184,7 +184,8 @@ async fn access(
 
 /// Begins a write to an assessment's answers: the stream's head locked, the assessment loaded
 /// for the actor and checked for `action`, and its answers read. On PostgreSQL that is one
-/// statement, so one round trip after `BEGIN`, where it would be three.
+/// statement, so one round trip after `BEGIN`, where it would be three; on SQLite two, where
+/// each is a turn of the database's worker thread.
 async fn begin_answering(
     state: &AppState,
     actor: &Actor,
@@ -192,32 +193,29 @@ async fn begin_answering(
     action: Action,
 ) -> Result<(db::WriteTx, Access, Vec<Answer>), AppError> {
     let stream = Stream::Assessment(id);
-    if state.db.is_postgres() {
-        let tx = state.db.begin_write().await?;
-        let key = stream.key();
-        let loaded = db::assessments::lock_for_answer(&*tx, &key, id, actor.user_id).await?;
-        let Some(loaded) = loaded.filter(|l| l.assessment.agency_id == actor.agency_id) else {
-            return Err(AppError::NotFound("assessment"));
-        };
-        let (seq, hash) = match loaded.head {
-            Some(head) => head,
+    let key = stream.key();
+    let postgres = state.db.is_postgres();
+    let tx = if postgres { state.db.begin_write().await? } else { events::begin(&state.db, &stream).await? };
+    let loaded = db::assessments::lock_for_answer(&*tx, &key, id, actor.user_id).await?;
+    let Some(loaded) = loaded.filter(|l| l.assessment.agency_id == actor.agency_id) else {
+        return Err(AppError::NotFound("assessment"));
+    };
+    if postgres {
+        let (seq, hash) = match &loaded.head {
+            Some(head) => head.clone(),
             None => db::events::lock_head(&*tx, &key).await?,
         };
         tx.set_head(&key, seq, &hash);
-        if !loaded.fresh {
-            // Another writer committed while this one waited for the lock: read again.
-            let access = access(&*tx, actor, id, action).await?;
-            let answers = db::assessments::answers(&*tx, id).await?;
-            return Ok((tx, access, answers));
-        }
-        let access = Access { assessment: loaded.assessment, ancestry: loaded.ancestry, role: loaded.role };
-        policy::authorize(actor, action, access.resource())?;
-        return Ok((tx, access, loaded.answers));
     }
-    let tx = events::begin(&state.db, &stream).await?;
-    let access = access(&*tx, actor, id, action).await?;
-    let answers = db::assessments::answers(&*tx, id).await?;
-    Ok((tx, access, answers))
+    if !loaded.fresh {
+        // Another writer committed while this one waited for the lock: read again.
+        let access = access(&*tx, actor, id, action).await?;
+        let answers = db::assessments::answers(&*tx, id).await?;
+        return Ok((tx, access, answers));
+    }
+    let access = Access { assessment: loaded.assessment, ancestry: loaded.ancestry, role: loaded.role };
+    policy::authorize(actor, action, access.resource())?;
+    Ok((tx, access, loaded.answers))
 }
 
 /// The assessment, if the actor may see it.

@@ -278,7 +278,7 @@ pub async fn assessment_access(
     Ok(Some((a, role, ancestry)))
 }
 
-/// What a write of an answer starts from, read in one statement on PostgreSQL.
+/// What a write of an answer starts from, read in one statement.
 pub struct ForAnswer {
     /// The stream head (sequence, hash), now locked; `None` when the stream has no head yet.
     pub head: Option<(i64, String)>,
@@ -295,16 +295,28 @@ pub struct ForAnswer {
     pub answers: Vec<Answer>,
 }
 
-/// On PostgreSQL, in one statement and so one round trip: locks the head of `stream` and reads
-/// what `assessment_access` and `answers` read (see `ForAnswer::fresh`). `None` when the
-/// assessment does not exist.
+/// In one statement, so one round trip: reads what `assessment_access` and `answers` read, and
+/// the head of `stream`. On PostgreSQL the statement also locks that head (see
+/// `ForAnswer::fresh`); on SQLite the caller has locked it already (`events::begin`). `None` when
+/// the assessment does not exist.
 pub async fn lock_for_answer(
     conn: &impl ConnectionTrait,
     stream: &str,
     id: AssessmentId,
     user: UserId,
 ) -> Result<Option<ForAnswer>, AppError> {
-    const SQL: &str = "WITH RECURSIVE head AS (UPDATE stream_heads SET seq = seq WHERE stream = $1 RETURNING seq, hash), \
+    const SQLITE: &str = "WITH RECURSIVE chain (unit, parent, depth) AS ( \
+        SELECT u.id, u.parent_id, 0 FROM units u JOIN assessments a ON a.unit_id = u.id WHERE a.id = $1 \
+        UNION ALL SELECT u.id, u.parent_id, chain.depth + 1 FROM units u JOIN chain ON u.id = chain.parent \
+        WHERE chain.depth < 1000) \
+        SELECT a.*, m.role AS member_role, h.seq AS head_seq, h.hash AS head_hash, h.seq AS seen_seq, \
+        (SELECT string_agg(chain.unit, ',' ORDER BY chain.depth) FROM chain) AS ancestry, \
+        (SELECT json_group_array(json_object('q', x.question_id, 'v', x.value, 'n', x.note, 'r', x.revision, \
+        'c', json(CASE WHEN x.carried_over THEN 'true' ELSE 'false' END), 'b', x.updated_by, \
+        't', x.updated_at) ORDER BY x.question_id) FROM answers x WHERE x.assessment_id = a.id) AS answer_rows \
+        FROM assessments a LEFT JOIN assessment_members m ON m.assessment_id = a.id AND m.user_id = $2 \
+        LEFT JOIN stream_heads h ON h.stream = $3 WHERE a.id = $4";
+    const POSTGRES: &str = "WITH RECURSIVE head AS (UPDATE stream_heads SET seq = seq WHERE stream = $1 RETURNING seq, hash), \
         chain (unit, parent, depth) AS ( \
         SELECT u.id, u.parent_id, 0 FROM units u JOIN assessments a ON a.unit_id = u.id WHERE a.id = $2 \
         UNION ALL SELECT u.id, u.parent_id, chain.depth + 1 FROM units u JOIN chain ON u.id = chain.parent \
@@ -327,8 +339,16 @@ pub async fn lock_for_answer(
         b: String,
         t: i64,
     }
-    let values = [stream.into(), id.to_string().into(), user.to_string().into(), id.to_string().into(), stream.into()];
-    let Some(row) = conn.query_one_raw(stmt(conn.get_database_backend(), SQL, values)).await? else {
+    let backend = conn.get_database_backend();
+    // SQLite's parameters are positional (`stmt` turns `$n` into `?`), hence its own order.
+    let (id_text, user_text) = (id.to_string(), user.to_string());
+    let (sql, values) = if backend == sea_orm::DbBackend::Postgres {
+        (POSTGRES, vec![stream, &id_text, &user_text, &id_text, stream])
+    } else {
+        (SQLITE, vec![&id_text, &user_text, stream, &id_text])
+    };
+    let values = values.into_iter().map(|v| sea_orm::Value::from(v.to_owned()));
+    let Some(row) = conn.query_one_raw(stmt(backend, sql, values)).await? else {
         return Ok(None);
     };
     let assessment = assessment_from(assessment::Model::from_query_result(&row, "")?)?;
@@ -340,7 +360,8 @@ pub async fn lock_for_answer(
     };
     let fresh = head.is_some() && head.as_ref().map(|h| h.0) == row.try_get::<Option<i64>>("", "seen_seq")?;
     let mut ancestry = Vec::new();
-    for unit in row.try_get::<Option<String>>("", "ancestry")?.unwrap_or_default().split(',').filter(|u| !u.is_empty()) {
+    for unit in row.try_get::<Option<String>>("", "ancestry")?.unwrap_or_default().split(',').filter(|u| !u.is_empty())
+    {
         let unit = UnitId::parse(unit).map_err(|_| corrupt("unit"))?;
         if ancestry.contains(&unit) {
             break;
