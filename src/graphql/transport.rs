@@ -198,6 +198,9 @@ struct Connection<P> {
     session: Box<str>,
     /// The fingerprint of the user's rights when the connection was authorized.
     rights: u64,
+    /// Changes to agencies' streams, and the key of this user's agency's stream among them.
+    org: tokio::sync::broadcast::Receiver<Arc<str>>,
+    agency: Box<str>,
     _slot: ConnectionSlot,
 }
 
@@ -277,11 +280,24 @@ async fn open(
     // can take one: no queue between the two, and the connection alone writes to the socket, so
     // that it can also ping and time out while the protocol waits.
     let session = actor.session.clone().into_boxed_str();
+    let agency = crate::events::Stream::Agency(actor.agency_id).key().into_boxed_str();
+    let org = ep.state.live.org_changes();
     let caller = Caller { actor: Some(actor), refused: None, address };
     let mut data = async_graphql::Data::default();
     data.insert(caller);
     let outgoing = Protocol::new(ep.schema, protocol, Box::pin(inbound), data);
-    Some(Connection { state: ep.state, tx, outgoing: Box::pin(outgoing), seen, started, session, rights, _slot: slot })
+    Some(Connection {
+        state: ep.state,
+        tx,
+        outgoing: Box::pin(outgoing),
+        seen,
+        started,
+        session,
+        rights,
+        org,
+        agency,
+        _slot: slot,
+    })
 }
 
 impl<P: Stream<Item = Message> + Unpin> Connection<P> {
@@ -297,6 +313,9 @@ impl<P: Stream<Item = Message> + Unpin> Connection<P> {
         let mut ping = tokio::time::interval_at(tokio::time::Instant::now() + ping_every, ping_every);
         let idle_check = tokio::time::sleep(idle);
         tokio::pin!(idle_check);
+        // A change to the user's agency (a role, a membership, the session) is checked soon
+        // after it is heard of, on the idle timer, so that a burst of changes costs one check.
+        let mut recheck_due = false;
         let mut shutdown = self.state.live.shutting_down();
         let ending = loop {
             tokio::select! {
@@ -320,7 +339,28 @@ impl<P: Stream<Item = Message> + Unpin> Connection<P> {
                         }
                     }
                 }
+                change = self.org.recv() => {
+                    let ours = match &change {
+                        Ok(key) => **key == *self.agency || &**key == "*",
+                        // Changes were missed, or the hub is gone: check anyway.
+                        Err(_) => true,
+                    };
+                    if ours && !recheck_due {
+                        recheck_due = true;
+                        idle_check.as_mut().reset(tokio::time::Instant::now() + RECHECK_DELAY);
+                    }
+                    if matches!(change, Err(tokio::sync::broadcast::error::RecvError::Closed)) {
+                        self.org = self.state.live.org_changes();
+                    }
+                }
                 _ = &mut idle_check => {
+                    if recheck_due {
+                        recheck_due = false;
+                        checked = Instant::now();
+                        if let Err(refusal) = Box::pin(recheck(&self.state, &self.session, self.rights)).await {
+                            break Some(refusal);
+                        }
+                    }
                     let last = Duration::from_millis(self.seen.load(Ordering::Relaxed));
                     let quiet = self.started.elapsed().saturating_sub(last);
                     if quiet >= idle {
@@ -337,6 +377,10 @@ impl<P: Stream<Item = Message> + Unpin> Connection<P> {
         }
     }
 }
+
+/// How long after hearing of a change to its agency a connection checks its rights again: changes
+/// that come together are checked once.
+const RECHECK_DELAY: Duration = Duration::from_millis(200);
 
 /// Whether a connection may go on: its session still holds, and the user's rights are those it
 /// was authorized with. Otherwise the close code and reason; the client connects again, and each

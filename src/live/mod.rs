@@ -73,6 +73,9 @@ struct Inner {
     tailers: Mutex<HashMap<String, Arc<tail::Tailer>>>,
     /// The key of every stream that advanced, for unit progress subscriptions.
     advanced: broadcast::Sender<Arc<str>>,
+    /// The key of every agency stream that advanced (users, roles, sessions, units), or `*` when
+    /// any may have: open connections of that agency check their session and rights again.
+    org: broadcast::Sender<Arc<str>>,
     presence: presence::Registry,
     /// Open websocket connections per user.
     connections: Mutex<HashMap<UserId, usize>>,
@@ -96,6 +99,7 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 impl Hub {
     pub fn new(db: Db, url: DatabaseUrl, settings: Settings) -> Hub {
         let (advanced, _) = broadcast::channel(1024);
+        let (org, _) = broadcast::channel(16);
         let (shutdown, _) = watch::channel(false);
         let presence = presence::Registry::new(url.is_postgres(), settings.presence_timeout);
         Hub {
@@ -105,6 +109,7 @@ impl Hub {
                 settings,
                 tailers: Mutex::new(HashMap::new()),
                 advanced,
+                org,
                 presence,
                 connections: Mutex::new(HashMap::new()),
                 shutdown,
@@ -166,6 +171,9 @@ impl Hub {
     }
 
     fn tell_progress(&self, stream: &str) {
+        if crate::events::Stream::is_agency_key(stream) {
+            self.org_changed(stream);
+        }
         if self.inner.advanced.receiver_count() > 0 {
             let _ = self.inner.advanced.send(Arc::from(stream));
         }
@@ -176,9 +184,24 @@ impl Hub {
         for t in lock(&self.inner.tailers).values() {
             t.wake();
         }
+        self.org_changed("*");
         if self.inner.advanced.receiver_count() > 0 {
             let _ = self.inner.advanced.send(Arc::from("*"));
         }
+    }
+
+    /// Tells the open connections of the agency whose stream is `key` (`*`: of every agency) to
+    /// check their session and rights again. Sessions read before are not reused after it.
+    fn org_changed(&self, key: &str) {
+        self.inner.db.org_changed();
+        if self.inner.org.receiver_count() > 0 {
+            let _ = self.inner.org.send(Arc::from(key));
+        }
+    }
+
+    /// Hears of every change to an agency's stream (see `org_changed`).
+    pub fn org_changes(&self) -> broadcast::Receiver<Arc<str>> {
+        self.inner.org.subscribe()
     }
 
     /// Tells long-lived connections and tailers that the server is shutting down.

@@ -25,7 +25,6 @@ use uuid::Uuid;
 
 use super::Hub;
 use super::presence::{Entry, Move, ServerId};
-use crate::events::Stream;
 use crate::ids::{AssessmentId, UserId};
 
 const EVENTS: &str = "attest_events";
@@ -50,8 +49,8 @@ pub(super) async fn listen(hub: Hub) {
             Ok(mut listener) => {
                 if connected_before {
                     tracing::info!("live: listening for notifications again");
-                    // Another server's change to an agency may have gone unheard.
-                    hub.inner.db.org_changed();
+                    // Another server's change to an agency may have gone unheard: `wake_all`
+                    // ends session reuse and has every connection check its rights again.
                     hub.wake_all();
                 }
                 connected_before = true;
@@ -62,15 +61,9 @@ pub(super) async fn listen(hub: Hub) {
                     match listener.try_recv().await {
                         Ok(Some(n)) if n.channel() == PRESENCE => received(&hub, &mut parts, n.payload()),
                         Ok(Some(n)) => match parse(n.payload()) {
-                            Some((stream, seq)) => {
-                                // Sessions read before another server's change to the agency
-                                // are not reused after it (this server's own commits already
-                                // said so at commit).
-                                if Stream::is_agency_key(stream) {
-                                    hub.inner.db.org_changed();
-                                }
-                                hub.wake(stream, seq)
-                            }
+                            // For another server's change to an agency, `wake` also ends
+                            // session reuse and has that agency's connections check again.
+                            Some((stream, seq)) => hub.wake(stream, seq),
                             None => tracing::warn!(payload = n.payload(), "live: unexpected notification"),
                         },
                         // The connection was lost: connect again and wake everything.

@@ -713,3 +713,35 @@ async fn the_protocol_answers_pings_stops_a_completed_subscription_and_closes_on
     assert!(result["payload"]["data"]["me"]["displayName"].is_string(), "{result}");
     assert_eq!(ws.next().await, json!({ "type": "complete", "id": "q" }));
 }
+
+#[tokio::test]
+async fn a_revoked_role_or_an_ended_session_closes_open_connections_at_once_not_at_the_next_periodic_check() {
+    // The periodic check is an hour away: only the change itself can end these connections.
+    let app = TestApp::spawn_with(|c| c.ws_recheck_secs = 3600).await;
+    let admin = app.admin().await;
+    let (unit, id) = assessment(&app, &admin).await;
+    let (manager_id, manager) = app.create_user(&admin, "manager@agency.test", false).await;
+    app.grant(&admin, &manager_id, &unit, "MANAGER").await;
+    let mut managers = app.ws(&manager).await;
+    managers.subscribe("e", EVENTS, json!({ "id": id })).await;
+    assert_eq!(managers.next_of("e").await["data"]["assessmentEvents"]["seq"], 1);
+    let mut admins = app.ws(&admin).await;
+    admins.subscribe("e", EVENTS, json!({ "id": id })).await;
+    assert_eq!(admins.next_of("e").await["data"]["assessmentEvents"]["seq"], 1);
+
+    app.ok(
+        Some(&admin),
+        "mutation($u: ID!, $unit: ID!) { revokeRole(userId: $u, unitId: $unit) }",
+        json!({ "u": manager_id, "unit": unit }),
+    )
+    .await;
+    let (code, reason) = managers.closed().await;
+    assert_eq!(code, 4403, "{reason}");
+
+    // The administrator's connection went on through that change: its rights did not change.
+    answer(&app, &admin, &id, TEXT_QUESTION, json!("still here")).await;
+    assert_eq!(admins.next_of("e").await["data"]["assessmentEvents"]["type"], "assessment.status_changed");
+    app.ok(Some(&admin), "mutation { logout }", json!({})).await;
+    let (code, reason) = admins.closed().await;
+    assert_eq!(code, 4401, "{reason}");
+}
