@@ -745,3 +745,29 @@ async fn a_revoked_role_or_an_ended_session_closes_open_connections_at_once_not_
     let (code, reason) = admins.closed().await;
     assert_eq!(code, 4401, "{reason}");
 }
+
+#[tokio::test]
+async fn a_role_revoked_through_one_server_closes_the_users_connection_on_another_at_once() {
+    let a = TestApp::spawn_with(|c| c.ws_recheck_secs = 3600).await;
+    if !a.db.is_postgres() {
+        eprintln!("skipped: several servers share a database only on PostgreSQL (set ATTEST_TEST_DATABASE_URL)");
+        return;
+    }
+    let b = a.spawn_beside(|c| c.ws_recheck_secs = 3600).await;
+    let admin = a.admin().await;
+    let (unit, id) = assessment(&a, &admin).await;
+    let (manager_id, manager) = a.create_user(&admin, "manager@agency.test", false).await;
+    a.grant(&admin, &manager_id, &unit, "MANAGER").await;
+    let mut on_b = b.ws(&manager).await;
+    on_b.subscribe("e", EVENTS, json!({ "id": id })).await;
+    assert_eq!(on_b.next_of("e").await["data"]["assessmentEvents"]["seq"], 1);
+
+    a.ok(
+        Some(&admin),
+        "mutation($u: ID!, $unit: ID!) { revokeRole(userId: $u, unitId: $unit) }",
+        json!({ "u": manager_id, "unit": unit }),
+    )
+    .await;
+    let (code, reason) = on_b.closed().await;
+    assert_eq!(code, 4403, "{reason}");
+}
