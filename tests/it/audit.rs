@@ -74,13 +74,18 @@ async fn stream_length(app: &TestApp, stream: &str) -> i64 {
 /// A raw connection with the append-only triggers of `events` dropped, as someone with database
 /// access could.
 async fn tamperer(app: &TestApp) -> DatabaseConnection {
+    unguarded(app, "events").await
+}
+
+/// A raw connection with the append-only triggers of `table` dropped.
+async fn unguarded(app: &TestApp, table: &str) -> DatabaseConnection {
     let conn = Database::connect(app.db.url.expose()).await.expect("raw connection");
     let sql = if app.db.is_postgres() {
-        "DROP TRIGGER events_refuse_update ON events"
+        format!("DROP TRIGGER {table}_refuse_update ON {table}")
     } else {
-        "DROP TRIGGER events_refuse_update; DROP TRIGGER events_refuse_delete"
+        format!("DROP TRIGGER {table}_refuse_update; DROP TRIGGER {table}_refuse_delete")
     };
-    conn.execute_unprepared(sql).await.expect("drop the triggers");
+    conn.execute_unprepared(&sql).await.expect("drop the triggers");
     conn
 }
 
@@ -121,14 +126,7 @@ fn stored(c: &attest::audit::StoredCheckpoint) -> String {
 /// A raw connection with the append-only triggers of `checkpoints` dropped, as someone with
 /// database access could.
 async fn checkpoint_tamperer(app: &TestApp) -> DatabaseConnection {
-    let conn = Database::connect(app.db.url.expose()).await.expect("raw connection");
-    let sql = if app.db.is_postgres() {
-        "DROP TRIGGER checkpoints_refuse_update ON checkpoints"
-    } else {
-        "DROP TRIGGER checkpoints_refuse_update; DROP TRIGGER checkpoints_refuse_delete"
-    };
-    conn.execute_unprepared(sql).await.expect("drop the triggers");
-    conn
+    unguarded(app, "checkpoints").await
 }
 
 async fn set_answer(app: &TestApp, admin: &str, id: &str, question: &str, value: &str) {

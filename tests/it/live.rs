@@ -714,27 +714,35 @@ async fn the_protocol_answers_pings_stops_a_completed_subscription_and_closes_on
     assert_eq!(ws.next().await, json!({ "type": "complete", "id": "q" }));
 }
 
+/// An assessment of `app`, and a manager of its unit whose connection to `server` (`app` or a
+/// server beside it) is subscribed to its events: the unit, the assessment, the manager's id and
+/// the connection.
+async fn manager_watching(app: &TestApp, server: &TestApp, admin: &str) -> (String, String, String, Ws) {
+    let (unit, id) = assessment(app, admin).await;
+    let (manager_id, manager) = app.create_user(admin, "manager@agency.test", false).await;
+    app.grant(admin, &manager_id, &unit, "MANAGER").await;
+    let mut ws = server.ws(&manager).await;
+    ws.subscribe("e", EVENTS, json!({ "id": id })).await;
+    assert_eq!(ws.next_of("e").await["data"]["assessmentEvents"]["seq"], 1);
+    (unit, id, manager_id, ws)
+}
+
+async fn revoke_role(app: &TestApp, admin: &str, user: &str, unit: &str) {
+    let revoke = "mutation($u: ID!, $unit: ID!) { revokeRole(userId: $u, unitId: $unit) }";
+    app.ok(Some(admin), revoke, json!({ "u": user, "unit": unit })).await;
+}
+
 #[tokio::test]
 async fn a_revoked_role_or_an_ended_session_closes_open_connections_at_once_not_at_the_next_periodic_check() {
     // The periodic check is an hour away: only the change itself can end these connections.
     let app = TestApp::spawn_with(|c| c.ws_recheck_secs = 3600).await;
     let admin = app.admin().await;
-    let (unit, id) = assessment(&app, &admin).await;
-    let (manager_id, manager) = app.create_user(&admin, "manager@agency.test", false).await;
-    app.grant(&admin, &manager_id, &unit, "MANAGER").await;
-    let mut managers = app.ws(&manager).await;
-    managers.subscribe("e", EVENTS, json!({ "id": id })).await;
-    assert_eq!(managers.next_of("e").await["data"]["assessmentEvents"]["seq"], 1);
+    let (unit, id, manager_id, mut managers) = manager_watching(&app, &app, &admin).await;
     let mut admins = app.ws(&admin).await;
     admins.subscribe("e", EVENTS, json!({ "id": id })).await;
     assert_eq!(admins.next_of("e").await["data"]["assessmentEvents"]["seq"], 1);
 
-    app.ok(
-        Some(&admin),
-        "mutation($u: ID!, $unit: ID!) { revokeRole(userId: $u, unitId: $unit) }",
-        json!({ "u": manager_id, "unit": unit }),
-    )
-    .await;
+    revoke_role(&app, &admin, &manager_id, &unit).await;
     let (code, reason) = managers.closed().await;
     assert_eq!(code, 4403, "{reason}");
 
@@ -755,19 +763,8 @@ async fn a_role_revoked_through_one_server_closes_the_users_connection_on_anothe
     }
     let b = a.spawn_beside(|c| c.ws_recheck_secs = 3600).await;
     let admin = a.admin().await;
-    let (unit, id) = assessment(&a, &admin).await;
-    let (manager_id, manager) = a.create_user(&admin, "manager@agency.test", false).await;
-    a.grant(&admin, &manager_id, &unit, "MANAGER").await;
-    let mut on_b = b.ws(&manager).await;
-    on_b.subscribe("e", EVENTS, json!({ "id": id })).await;
-    assert_eq!(on_b.next_of("e").await["data"]["assessmentEvents"]["seq"], 1);
-
-    a.ok(
-        Some(&admin),
-        "mutation($u: ID!, $unit: ID!) { revokeRole(userId: $u, unitId: $unit) }",
-        json!({ "u": manager_id, "unit": unit }),
-    )
-    .await;
+    let (unit, _, manager_id, mut on_b) = manager_watching(&a, &b, &admin).await;
+    revoke_role(&a, &admin, &manager_id, &unit).await;
     let (code, reason) = on_b.closed().await;
     assert_eq!(code, 4403, "{reason}");
 }
