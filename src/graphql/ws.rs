@@ -111,7 +111,7 @@ pub struct Protocol<I> {
     /// The connection's data (the caller), shared by its operations.
     data: Arc<Data>,
     operations: Vec<Operation>,
-    /// Messages ready to go, in order. Holds at most what one poll of an operation produced.
+    /// Messages ready to go, in order. Holds at most what one poll of each operation produced.
     queue: VecDeque<Message>,
     closed: bool,
 }
@@ -176,10 +176,11 @@ impl<I: Stream<Item = Bytes> + Unpin> Protocol<I> {
         None
     }
 
-    /// Polls the operations in turn until one has something to send.
+    /// Polls every operation once, queueing what each has to send: each gets its turn, so that
+    /// one with a long backlog does not hold up the others.
     fn poll_operations(&mut self, cx: &mut Context<'_>) {
         let mut i = 0;
-        while i < self.operations.len() && self.queue.is_empty() {
+        while i < self.operations.len() {
             let op = &mut self.operations[i];
             let polled = op.responses.poll_next_unpin(cx);
             // Events sent as shared text come first: they were taken before anything the
