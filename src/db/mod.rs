@@ -169,7 +169,14 @@ impl Db {
         let mut opts = ConnectOptions::new(url.expose().to_owned());
         opts.sqlx_logging(false).connect_timeout(Duration::from_secs(10)).acquire_timeout(Duration::from_secs(30));
         if url.is_postgres() {
-            opts.max_connections(20).min_connections(1);
+            // Every statement is prepared once per connection, with parameters for every value.
+            // PostgreSQL would still plan many of them afresh on each execution (a "custom" plan,
+            // kept when the generic plan's estimate looks no better): planning was a large share
+            // of a write's database time, and the generic plans are the same index lookups. With
+            // generic plans, 16 clients wrote 3,083 answers/s where they wrote 2,093.
+            opts.max_connections(20).min_connections(1).map_sqlx_postgres_opts(|o| {
+                o.options([("plan_cache_mode", "force_generic_plan")])
+            });
         } else {
             // Connections to a SQLite file must not be dropped while idle: keep them for good.
             opts.max_connections(8).min_connections(1).idle_timeout(None).max_lifetime(None).map_sqlx_sqlite_opts(
