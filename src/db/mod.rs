@@ -174,9 +174,9 @@ impl Db {
             // kept when the generic plan's estimate looks no better): planning was a large share
             // of a write's database time, and the generic plans are the same index lookups. With
             // generic plans, 16 clients wrote 3,083 answers/s where they wrote 2,093.
-            opts.max_connections(20).min_connections(1).map_sqlx_postgres_opts(|o| {
-                o.options([("plan_cache_mode", "force_generic_plan")])
-            });
+            opts.max_connections(20)
+                .min_connections(1)
+                .map_sqlx_postgres_opts(|o| o.options([("plan_cache_mode", "force_generic_plan")]));
         } else {
             // Connections to a SQLite file must not be dropped while idle: keep them for good.
             opts.max_connections(8).min_connections(1).idle_timeout(None).max_lifetime(None).map_sqlx_sqlite_opts(
