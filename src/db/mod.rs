@@ -48,13 +48,12 @@ pub struct Db {
     org_changes: Arc<AtomicU64>,
 }
 
-/// A stream that a committed transaction advanced, its new head sequence, and the events the
-/// transaction appended to it, in order: live subscribers in this process take them from here
-/// rather than read them back from the log.
+/// A stream that a committed transaction advanced, and the events the transaction appended to
+/// it, in order: live subscribers in this process take them from here rather than read them back
+/// from the log.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Appended {
     pub stream: String,
-    pub seq: i64,
     pub events: Vec<Arc<crate::events::Event>>,
 }
 
@@ -155,11 +154,8 @@ impl WriteTx {
     pub(crate) fn advanced(&self, event: Arc<crate::events::Event>) {
         let mut list = self.advanced.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
         match list.iter_mut().find(|a| a.stream == event.stream) {
-            Some(a) => {
-                a.seq = a.seq.max(event.seq);
-                a.events.push(event);
-            }
-            None => list.push(Appended { stream: event.stream.clone(), seq: event.seq, events: vec![event] }),
+            Some(a) => a.events.push(event),
+            None => list.push(Appended { stream: event.stream.clone(), events: vec![event] }),
         }
     }
 }

@@ -34,7 +34,7 @@ pub(super) fn execute_stream(
     mut request: Request,
     data: Arc<Data>,
 ) -> (Arc<Relay>, BoxStream<'static, Response>) {
-    let payloads = schema.data::<Arc<Payloads>>().cloned().unwrap_or_else(|| Arc::new(Payloads::new(1)));
+    let payloads = schema.data::<Arc<Payloads>>().cloned().expect("build_schema registers the payload cache");
     let relay = Arc::new(Relay { key: RequestKey::of(&request), payloads, state: Mutex::default() });
     if let Some(document) = schema.data::<Documents>().and_then(|d| d.parsed(&request.query)) {
         request.set_parsed_query(document);
