@@ -184,38 +184,44 @@ async fn access(
 
 /// Begins a write to an assessment's answers: the stream's head locked, the assessment loaded
 /// for the actor and checked for `action`, and its answers read. On PostgreSQL that is one
-/// statement, so one round trip after `BEGIN`, where it would be three; on SQLite two, where
-/// each is a turn of the database's worker thread.
+/// statement, so one round trip after `BEGIN`, where it would be three; on SQLite one request to
+/// the database's worker thread.
 async fn begin_answering(
     state: &AppState,
     actor: &Actor,
     id: AssessmentId,
     action: Action,
 ) -> Result<(db::WriteTx, Access, Vec<Answer>), AppError> {
-    let stream = Stream::Assessment(id);
-    let key = stream.key();
-    let postgres = state.db.is_postgres();
-    let tx = if postgres { state.db.begin_write().await? } else { events::begin(&state.db, &stream).await? };
-    let loaded = db::assessments::lock_for_answer(&*tx, &key, id, actor.user_id).await?;
-    let Some(loaded) = loaded.filter(|l| l.assessment.agency_id == actor.agency_id) else {
-        return Err(AppError::NotFound("assessment"));
+    let key = Stream::Assessment(id).key();
+    let tx = state.db.begin_write().await?;
+    let loaded = db::assessments::for_answer(&*tx, &key, id, actor.user_id, true).await?;
+    let loaded =
+        loaded.filter(|l| l.assessment.agency_id == actor.agency_id).ok_or(AppError::NotFound("assessment"))?;
+    let (seq, hash) = match &loaded.head {
+        Some(head) => head.clone(),
+        None => db::events::lock_head(&*tx, &key).await?,
     };
-    if postgres {
-        let (seq, hash) = match &loaded.head {
-            Some(head) => head.clone(),
-            None => db::events::lock_head(&*tx, &key).await?,
-        };
-        tx.set_head(&key, seq, &hash);
-    }
+    tx.set_head(&key, seq, &hash);
     if !loaded.fresh {
         // Another writer committed while this one waited for the lock: read again.
         let access = access(&*tx, actor, id, action).await?;
         let answers = db::assessments::answers(&*tx, id).await?;
         return Ok((tx, access, answers));
     }
+    let (access, answers) = authorized_for_answer(actor, action, loaded)?;
+    Ok((tx, access, answers))
+}
+
+/// What `db::assessments::for_answer` read, if the actor may take `action` on it: the access and
+/// the answers.
+fn authorized_for_answer(
+    actor: &Actor,
+    action: Action,
+    loaded: db::assessments::ForAnswer,
+) -> Result<(Access, Vec<Answer>), AppError> {
     let access = Access { assessment: loaded.assessment, ancestry: loaded.ancestry, role: loaded.role };
     policy::authorize(actor, action, access.resource())?;
-    Ok((tx, access, loaded.answers))
+    Ok((access, loaded.answers))
 }
 
 /// The assessment, if the actor may see it.
@@ -525,19 +531,41 @@ async fn resume_if_needed(
     actor: &Actor,
     a: &mut Assessment,
 ) -> Result<(), AppError> {
-    if matches!(a.status, Status::Draft | Status::Returned) {
-        let before = a.status;
-        a.status = Status::InProgress;
-        events::append(
-            tx,
-            &state.clock,
-            &Stream::Assessment(a.id),
-            "assessment.status_changed",
-            actor.event_actor(),
-            json!({ "before": { "status": before.as_str() }, "after": { "status": a.status.as_str() } }),
-        )
-        .await?;
+    if let Some(before) = resume(a) {
+        append_resumed(state, tx, actor, a.id, before).await?;
     }
+    Ok(())
+}
+
+/// Moves a draft or returned assessment to in progress, as answering does; returns the status it
+/// had, if it changed.
+fn resume(a: &mut Assessment) -> Option<Status> {
+    let before = a.status;
+    matches!(before, Status::Draft | Status::Returned).then(|| {
+        a.status = Status::InProgress;
+        before
+    })
+}
+
+/// Records that answering moved the assessment from `before` to in progress.
+async fn append_resumed(
+    state: &AppState,
+    tx: &db::WriteTx,
+    actor: &Actor,
+    id: AssessmentId,
+    before: Status,
+) -> Result<(), AppError> {
+    let payload =
+        json!({ "before": { "status": before.as_str() }, "after": { "status": Status::InProgress.as_str() } });
+    events::append(
+        tx,
+        &state.clock,
+        &Stream::Assessment(id),
+        "assessment.status_changed",
+        actor.event_actor(),
+        payload,
+    )
+    .await?;
     Ok(())
 }
 
@@ -554,15 +582,85 @@ fn writable_for_answers(a: &Assessment) -> Result<(), AppError> {
 
 pub async fn set_answer(state: &AppState, actor: &Actor, input: SetAnswer) -> Result<Answer, AppError> {
     let id = input.assessment_id;
-    let note = match input.note {
-        Some(n) if n.chars().count() > MAX_NOTE_CHARS => {
-            return Err(AppError::invalid("note", format!("must be at most {MAX_NOTE_CHARS} characters")));
-        }
-        other => other,
+    if input.note.as_ref().is_some_and(|n| n.chars().count() > MAX_NOTE_CHARS) {
+        return Err(AppError::invalid("note", format!("must be at most {MAX_NOTE_CHARS} characters")));
+    }
+    // On PostgreSQL, a write first goes without a transaction: one read, then one statement that
+    // appends the event only if the stream's head has not moved since (see
+    // `events::append_alone`). That is two round trips where a transaction holding the head
+    // locked takes four, and no lock to wait for. Should the head have moved, or should the
+    // answer also change the assessment's status, the write is done again the locked way.
+    if state.db.is_postgres()
+        && let Some(answer) = set_answer_unlocked(state, actor, &input).await?
+    {
+        return Ok(answer);
+    }
+    let stream = Stream::Assessment(id);
+    let (tx, Access { assessment, .. }, all) = begin_answering(state, actor, id, Action::Answer).await?;
+    let now = tx.now(&state.clock);
+    let w = match plan_answer(state, &*tx, actor, &input, assessment, all, now).await? {
+        AnswerPlan::Unchanged(answer) => return Ok(answer),
+        AnswerPlan::Write(w) => w,
     };
-    let (tx, Access { assessment: mut a, .. }, mut all) = begin_answering(state, actor, id, Action::Answer).await?;
+    if let Some(before) = w.resumed_from {
+        append_resumed(state, &tx, actor, id, before).await?;
+    }
+    events::append_with(&tx, &state.clock, &stream, w.kind, actor.event_actor(), w.payload, w.writes).await?;
+    tx.commit().await?;
+    Ok(w.answer)
+}
+
+/// `set_answer` without a transaction (PostgreSQL): the answer written, or `None` when it must be
+/// written the locked way.
+async fn set_answer_unlocked(state: &AppState, actor: &Actor, input: &SetAnswer) -> Result<Option<Answer>, AppError> {
+    let (id, stream) = (input.assessment_id, Stream::Assessment(input.assessment_id));
+    let loaded = db::assessments::for_answer(&state.db.conn, &stream.key(), id, actor.user_id, false).await?;
+    let loaded =
+        loaded.filter(|l| l.assessment.agency_id == actor.agency_id).ok_or(AppError::NotFound("assessment"))?;
+    let Some(head) = loaded.head.clone() else { return Ok(None) };
+    let (Access { assessment, .. }, all) = authorized_for_answer(actor, Action::Answer, loaded)?;
+    let now = state.clock.now_micros();
+    let w = match plan_answer(state, &state.db.conn, actor, input, assessment, all, now).await? {
+        AnswerPlan::Unchanged(answer) => return Ok(Some(answer)),
+        AnswerPlan::Write(w) if w.resumed_from.is_none() => w,
+        AnswerPlan::Write(_) => return Ok(None),
+    };
+    let written =
+        events::append_alone(&state.db, now, &stream, head, w.kind, actor.event_actor(), w.payload, w.writes).await?;
+    Ok(written.map(|_| w.answer))
+}
+
+/// What `setAnswer` decided from the state it read.
+enum AnswerPlan {
+    /// Nothing changes: the answer as it stands.
+    Unchanged(Answer),
+    Write(AnswerWrite),
+}
+
+/// A change of answer: its event and the writes that record it.
+struct AnswerWrite {
+    answer: Answer,
+    kind: &'static str,
+    payload: Value,
+    writes: Vec<db::Write>,
+    /// The assessment's status before, when answering moves it to in progress: that change is an
+    /// event of its own, before the answer's.
+    resumed_from: Option<Status>,
+}
+
+/// Checks `input` against the template and the answers read, and works out the new answer and
+/// everything its write changes, as of `now`. Reads only the (cached) template.
+async fn plan_answer(
+    state: &AppState,
+    conn: &impl ConnectionTrait,
+    actor: &Actor,
+    input: &SetAnswer,
+    mut a: Assessment,
+    mut all: Vec<Answer>,
+    now: crate::clock::Micros,
+) -> Result<AnswerPlan, AppError> {
     writable_for_answers(&a)?;
-    let template = load_template(state, &*tx, actor.agency_id, a.template_id).await?;
+    let template = load_template(state, conn, actor.agency_id, a.template_id).await?;
     let question = template.template.question(&input.question_id).ok_or_else(|| {
         AppError::invalid("questionId", format!("\"{}\" is not a question of this assessment", input.question_id))
     })?;
@@ -585,9 +683,9 @@ pub async fn set_answer(state: &AppState, actor: &Actor, input: SetAnswer) -> Re
         );
         return Err(AppError::StaleRevision { current: current_json });
     }
-    let note = match note {
+    let note = match &input.note {
         Some(n) if n.trim().is_empty() => None,
-        Some(n) => Some(n),
+        Some(n) => Some(n.clone()),
         None => current.as_ref().and_then(|c| c.note.clone()),
     };
     if let Some(c) = &current
@@ -595,9 +693,8 @@ pub async fn set_answer(state: &AppState, actor: &Actor, input: SetAnswer) -> Re
         && c.note == note
         && !c.carried_over
     {
-        return Ok(c.clone());
+        return Ok(AnswerPlan::Unchanged(c.clone()));
     }
-    let now = tx.now(&state.clock);
     let answer = Answer {
         question_id: question.id.clone(),
         value,
@@ -607,7 +704,7 @@ pub async fn set_answer(state: &AppState, actor: &Actor, input: SetAnswer) -> Re
         updated_by: actor.user_id.to_string(),
         updated_at: now,
     };
-    resume_if_needed(state, &tx, actor, &mut a).await?;
+    let resumed_from = resume(&mut a);
     match all.iter_mut().find(|c| c.question_id == answer.question_id) {
         Some(slot) => *slot = answer.clone(),
         None => all.push(answer.clone()),
@@ -617,24 +714,15 @@ pub async fn set_answer(state: &AppState, actor: &Actor, input: SetAnswer) -> Re
     let before = current
         .as_ref()
         .map(|c| json!({ "value": c.value, "note": c.note, "revision": c.revision, "carried_over": c.carried_over }));
+    let payload = json!({
+        "question_id": answer.question_id,
+        "before": before,
+        "after": { "value": answer.value, "note": answer.note, "revision": answer.revision, "carried_over": false },
+    });
     // The answer and the assessment's row are written with the event that records them.
-    let writes = vec![db::assessments::answer_write(id, &answer)?, db::assessments::progress_write(&a)];
-    events::append_with(
-        &tx,
-        &state.clock,
-        &Stream::Assessment(id),
-        if answer.value.is_some() { "answer.set" } else { "answer.cleared" },
-        actor.event_actor(),
-        json!({
-            "question_id": answer.question_id,
-            "before": before,
-            "after": { "value": answer.value, "note": answer.note, "revision": answer.revision, "carried_over": false },
-        }),
-        writes,
-    )
-    .await?;
-    tx.commit().await?;
-    Ok(answer)
+    let writes = vec![db::assessments::answer_write(a.id, &answer)?, db::assessments::progress_write(&a)];
+    let kind = if answer.value.is_some() { "answer.set" } else { "answer.cleared" };
+    Ok(AnswerPlan::Write(AnswerWrite { answer, kind, payload, writes, resumed_from }))
 }
 
 /// Confirms an answer carried over from an earlier cycle, keeping its value.

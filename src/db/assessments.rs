@@ -280,7 +280,7 @@ pub async fn assessment_access(
 
 /// What a write of an answer starts from, read in one statement.
 pub struct ForAnswer {
-    /// The stream head (sequence, hash), now locked; `None` when the stream has no head yet.
+    /// The stream head (sequence, hash), locked if asked; `None` when the stream has no head yet.
     pub head: Option<(i64, String)>,
     /// Whether the rest was read after the last change to the stream. The statement reads as of
     /// its start, and may have waited for the lock behind a writer that then committed; every
@@ -295,40 +295,69 @@ pub struct ForAnswer {
     pub answers: Vec<Answer>,
 }
 
-/// In one statement, so one round trip: reads what `assessment_access` and `answers` read, and
-/// the head of `stream`. On PostgreSQL the statement also locks that head (see
-/// `ForAnswer::fresh`); on SQLite the caller has locked it already (`events::begin`). `None` when
-/// the assessment does not exist.
-pub async fn lock_for_answer(
+/// The unit chain of the assessment whose id is the placeholder `$p`.
+macro_rules! chain_of_assessment {
+    ($p:literal) => {
+        concat!(
+            "chain (unit, parent, depth) AS ( \
+         SELECT u.id, u.parent_id, 0 FROM units u JOIN assessments a ON a.unit_id = u.id WHERE a.id = ",
+            $p,
+            " UNION ALL SELECT u.id, u.parent_id, chain.depth + 1 FROM units u JOIN chain ON u.id = chain.parent \
+         WHERE chain.depth < 1000) "
+        )
+    };
+}
+
+/// The assessment `a` with the member role of user `$2`, its ancestry and its answers as JSON.
+macro_rules! postgres_for_answer {
+    () => {
+        "SELECT a.*, m.role AS member_role, \
+         (SELECT string_agg(chain.unit, ',' ORDER BY chain.depth) FROM chain) AS ancestry, \
+         (SELECT json_agg(json_build_object('q', x.question_id, 'v', x.value, 'n', x.note, 'r', x.revision, \
+         'c', x.carried_over, 'b', x.updated_by, 't', x.updated_at) ORDER BY x.question_id) \
+         FROM answers x WHERE x.assessment_id = a.id)::text AS answer_rows, "
+    };
+}
+
+/// Reads what `assessment_access` and `answers` read, with the head of `stream`, in one round
+/// trip; `None` when the assessment does not exist. With `lock`, the head is locked first: one
+/// statement on PostgreSQL (see `ForAnswer::fresh`), two in one request on SQLite, whose head
+/// update takes the database's write lock before anything is read. Without it (PostgreSQL only),
+/// it is a plain read as of one moment, for a write that checks the head has not moved since.
+pub async fn for_answer(
     conn: &impl ConnectionTrait,
     stream: &str,
     id: AssessmentId,
     user: UserId,
+    lock: bool,
 ) -> Result<Option<ForAnswer>, AppError> {
-    const SQLITE: &str = "WITH RECURSIVE chain (unit, parent, depth) AS ( \
-        SELECT u.id, u.parent_id, 0 FROM units u JOIN assessments a ON a.unit_id = u.id WHERE a.id = $1 \
-        UNION ALL SELECT u.id, u.parent_id, chain.depth + 1 FROM units u JOIN chain ON u.id = chain.parent \
-        WHERE chain.depth < 1000) \
-        SELECT a.*, m.role AS member_role, h.seq AS head_seq, h.hash AS head_hash, h.seq AS seen_seq, \
-        (SELECT string_agg(chain.unit, ',' ORDER BY chain.depth) FROM chain) AS ancestry, \
-        (SELECT json_group_array(json_object('q', x.question_id, 'v', x.value, 'n', x.note, 'r', x.revision, \
-        'c', json(CASE WHEN x.carried_over THEN 'true' ELSE 'false' END), 'b', x.updated_by, \
-        't', x.updated_at) ORDER BY x.question_id) FROM answers x WHERE x.assessment_id = a.id) AS answer_rows \
-        FROM assessments a LEFT JOIN assessment_members m ON m.assessment_id = a.id AND m.user_id = $2 \
-        LEFT JOIN stream_heads h ON h.stream = $3 WHERE a.id = $4";
-    const POSTGRES: &str = "WITH RECURSIVE head AS (UPDATE stream_heads SET seq = seq WHERE stream = $1 RETURNING seq, hash), \
-        chain (unit, parent, depth) AS ( \
-        SELECT u.id, u.parent_id, 0 FROM units u JOIN assessments a ON a.unit_id = u.id WHERE a.id = $2 \
-        UNION ALL SELECT u.id, u.parent_id, chain.depth + 1 FROM units u JOIN chain ON u.id = chain.parent \
-        WHERE chain.depth < 1000) \
-        SELECT a.*, m.role AS member_role, head.seq AS head_seq, head.hash AS head_hash, \
-        (SELECT s.seq FROM stream_heads s WHERE s.stream = $5) AS seen_seq, \
-        (SELECT string_agg(chain.unit, ',' ORDER BY chain.depth) FROM chain) AS ancestry, \
-        (SELECT json_agg(json_build_object('q', x.question_id, 'v', x.value, 'n', x.note, 'r', x.revision, \
-        'c', x.carried_over, 'b', x.updated_by, 't', x.updated_at) ORDER BY x.question_id) \
-        FROM answers x WHERE x.assessment_id = a.id)::text AS answer_rows \
-        FROM assessments a LEFT JOIN assessment_members m ON m.assessment_id = a.id AND m.user_id = $3 \
-        LEFT JOIN head ON true WHERE a.id = $4";
+    const SQLITE: &str = concat!(
+        "UPDATE stream_heads SET seq = seq WHERE stream = $1; WITH RECURSIVE ",
+        chain_of_assessment!("$2"),
+        "SELECT a.*, m.role AS member_role, h.seq AS head_seq, h.hash AS head_hash, h.seq AS seen_seq, \
+         (SELECT string_agg(chain.unit, ',' ORDER BY chain.depth) FROM chain) AS ancestry, \
+         (SELECT json_group_array(json_object('q', x.question_id, 'v', x.value, 'n', x.note, 'r', x.revision, \
+         'c', json(CASE WHEN x.carried_over THEN 'true' ELSE 'false' END), 'b', x.updated_by, \
+         't', x.updated_at) ORDER BY x.question_id) FROM answers x WHERE x.assessment_id = a.id) AS answer_rows \
+         FROM assessments a LEFT JOIN assessment_members m ON m.assessment_id = a.id AND m.user_id = $2 \
+         LEFT JOIN stream_heads h ON h.stream = $3 WHERE a.id = $4"
+    );
+    const POSTGRES_LOCKED: &str = concat!(
+        "WITH RECURSIVE head AS (UPDATE stream_heads SET seq = seq WHERE stream = $1 RETURNING seq, hash), ",
+        chain_of_assessment!("$2"),
+        postgres_for_answer!(),
+        "head.seq AS head_seq, head.hash AS head_hash, (SELECT s.seq FROM stream_heads s WHERE s.stream = $5) AS seen_seq \
+         FROM assessments a LEFT JOIN assessment_members m ON m.assessment_id = a.id AND m.user_id = $3 \
+         LEFT JOIN head ON true WHERE a.id = $4"
+    );
+    const POSTGRES: &str = concat!(
+        "WITH RECURSIVE ",
+        chain_of_assessment!("$1"),
+        postgres_for_answer!(),
+        "h.seq AS head_seq, h.hash AS head_hash, h.seq AS seen_seq \
+         FROM assessments a LEFT JOIN assessment_members m ON m.assessment_id = a.id AND m.user_id = $2 \
+         LEFT JOIN stream_heads h ON h.stream = $3 WHERE a.id = $4"
+    );
     #[derive(serde::Deserialize)]
     struct Row {
         q: String,
@@ -342,13 +371,15 @@ pub async fn lock_for_answer(
     let backend = conn.get_database_backend();
     // SQLite's parameters are positional (`stmt` turns `$n` into `?`), hence its own order.
     let (id_text, user_text) = (id.to_string(), user.to_string());
-    let (sql, values) = if backend == sea_orm::DbBackend::Postgres {
-        (POSTGRES, vec![stream, &id_text, &user_text, &id_text, stream])
-    } else {
-        (SQLITE, vec![&id_text, &user_text, stream, &id_text])
+    let (sql, values) = match (backend, lock) {
+        (sea_orm::DbBackend::Postgres, true) => (POSTGRES_LOCKED, vec![stream, &id_text, &user_text, &id_text, stream]),
+        (sea_orm::DbBackend::Postgres, false) => (POSTGRES, vec![&id_text, &user_text, stream, &id_text]),
+        (_, true) => (SQLITE, vec![stream, &id_text, &user_text, stream, &id_text]),
+        (_, false) => return Err(AppError::internal(anyhow::anyhow!("SQLite reads for a write hold its lock"))),
     };
     let values = values.into_iter().map(|v| sea_orm::Value::from(v.to_owned()));
-    let Some(row) = conn.query_one_raw(stmt(backend, sql, values)).await? else {
+    // All rows are read, so that SQLite runs both of its statements in one request.
+    let Some(row) = conn.query_all_raw(stmt(backend, sql, values)).await?.into_iter().next() else {
         return Ok(None);
     };
     let assessment = assessment_from(assessment::Model::from_query_result(&row, "")?)?;

@@ -1,10 +1,12 @@
 //! Queries of the event log and its stream heads.
 
-use sea_orm::{ActiveModelTrait, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect};
-use sea_orm::{ColumnTrait, Set};
+use std::sync::Arc;
+
+use sea_orm::ColumnTrait;
+use sea_orm::{ConnectionTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect};
 
 use super::entities::event;
-use super::{Write, exec, shift_placeholders, stmt};
+use super::{Appended, Db, Write, WriteTx, exec, shift_placeholders, stmt};
 use crate::error::AppError;
 use crate::events::{Event, GENESIS_HASH};
 
@@ -34,66 +36,114 @@ pub async fn lock_head(tx: &impl ConnectionTrait, stream: &str) -> Result<(i64, 
 
 /// Inserts the event, runs `writes` (the changes the event records), and moves the stream's head
 /// to the event; returns the event's global position. The caller holds the head's lock
-/// (`lock_head`). On PostgreSQL all of it is one statement, so one round trip, whose `pg_notify`
-/// tells every server listening on the database of the event at commit.
-pub async fn insert(tx: &impl ConnectionTrait, e: &Event, writes: Vec<Write>) -> Result<i64, AppError> {
+/// (`lock_head`). On PostgreSQL all of it is one statement, so one round trip.
+pub async fn insert(tx: &WriteTx, e: &Event, writes: Vec<Write>) -> Result<i64, AppError> {
     let payload = serde_jcs::to_string(&e.payload).map_err(AppError::internal)?;
+    let notify = !tx.announced();
+    let tx = &**tx;
     if tx.get_database_backend() == sea_orm::DbBackend::Postgres {
-        // Data-modifying WITH clauses always run to completion, read or not; none of them touches
-        // a row another one does.
-        let mut sql = String::from("WITH ");
-        let mut values: Vec<sea_orm::Value> = Vec::new();
-        for (i, w) in writes.into_iter().enumerate() {
-            sql.push_str(&format!("w{i} AS ({}), ", shift_placeholders(w.sql, values.len())));
-            values.extend(w.values);
-        }
-        sql.push_str(&shift_placeholders(
-            "ev AS (INSERT INTO events (stream, seq, type, actor, at, payload, prev_hash, hash) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8) RETURNING position) \
-             UPDATE stream_heads SET seq = $2, hash = $8 WHERE stream = $1 \
-             RETURNING (SELECT position FROM ev) AS position, pg_notify('attest_events', $9)",
-            values.len(),
-        ));
-        values.extend([
-            e.stream.clone().into(),
-            e.seq.into(),
-            e.kind.clone().into(),
-            e.actor.clone().into(),
-            e.at.clone().into(),
-            payload.into(),
-            e.prev_hash.clone().into(),
-            e.hash.clone().into(),
-            format!("{}:{}", e.stream, e.seq).into(),
-        ]);
-        let row = tx
-            .query_one_raw(sea_orm::Statement::from_sql_and_values(sea_orm::DbBackend::Postgres, sql, values))
-            .await?
-            .ok_or_else(|| AppError::internal(anyhow::anyhow!("the head of stream {} is missing", e.stream)))?;
+        let row =
+            tx.query_one_raw(postgres_insert(e, payload, writes, notify)).await?.ok_or_else(|| head_missing(e))?;
         return Ok(row.try_get("", "position")?);
     }
+    // SQLite takes several statements in one request, each with its own parameters in turn: one
+    // trip to the connection's worker thread instead of one per statement.
+    let mut sql = String::new();
+    let mut values: Vec<sea_orm::Value> = Vec::new();
     for w in writes {
-        w.run(tx).await?;
+        sql.push_str(w.sql);
+        sql.push_str("; ");
+        values.extend(w.values);
     }
-    let model = event::ActiveModel {
-        position: Default::default(),
-        stream: Set(e.stream.clone()),
-        seq: Set(e.seq),
-        kind: Set(e.kind.clone()),
-        actor: Set(e.actor.clone()),
-        at: Set(e.at.clone()),
-        payload: Set(payload),
-        prev_hash: Set(e.prev_hash.clone()),
-        hash: Set(e.hash.clone()),
+    sql.push_str(
+        "INSERT INTO events (stream, seq, type, actor, at, payload, prev_hash, hash) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8) RETURNING position; \
+         UPDATE stream_heads SET seq = $9, hash = $10 WHERE stream = $11",
+    );
+    values.extend([
+        e.stream.clone().into(),
+        e.seq.into(),
+        e.kind.clone().into(),
+        e.actor.clone().into(),
+        e.at.clone().into(),
+        payload.into(),
+        e.prev_hash.clone().into(),
+        e.hash.clone().into(),
+        e.seq.into(),
+        e.hash.clone().into(),
+        e.stream.clone().into(),
+    ]);
+    // Every statement runs only when all rows are read: a request that stops at its first row
+    // would leave the head where it was.
+    let rows = tx.query_all_raw(stmt(sea_orm::DbBackend::Sqlite, &sql, values)).await?;
+    match rows.as_slice() {
+        [row] => Ok(row.try_get("", "position")?),
+        _ => Err(AppError::internal(anyhow::anyhow!("inserting an event into {} returned no position", e.stream))),
     }
-    .insert(tx)
-    .await?;
-    exec(
-        tx,
-        "UPDATE stream_heads SET seq = $1, hash = $2 WHERE stream = $3",
-        [e.seq.into(), e.hash.clone().into(), e.stream.clone().into()],
-    )
-    .await?;
-    Ok(model.position)
+}
+
+/// As `insert`, as a transaction of its own and without the head's lock, on PostgreSQL: the
+/// event takes its place only if its sequence number is still free in its stream, that is if no
+/// other writer moved the head since the caller read it. The log's unique (stream, seq) decides,
+/// and the whole statement, writes included, rolls back when it is taken. Once committed, the
+/// event is announced as `WriteTx::commit` announces. `None` when the place was taken.
+pub async fn insert_alone(db: &Db, e: Event, writes: Vec<Write>) -> Result<Option<Arc<Event>>, AppError> {
+    let payload = serde_jcs::to_string(&e.payload).map_err(AppError::internal)?;
+    let row = match db.conn.query_one_raw(postgres_insert(&e, payload, writes, !db.appended.is_set())).await {
+        Ok(row) => row.ok_or_else(|| head_missing(&e))?,
+        Err(err) if taken(&err) => return Ok(None),
+        Err(err) => return Err(err.into()),
+    };
+    let event = Arc::new(Event { position: row.try_get("", "position")?, ..e });
+    db.committed(vec![Appended { stream: event.stream.clone(), events: vec![event.clone()] }]);
+    Ok(Some(event))
+}
+
+/// Whether the error is the log's refusal of a second event at the same place in a stream.
+fn taken(err: &sea_orm::DbErr) -> bool {
+    matches!(err.sql_err(), Some(sea_orm::SqlErr::UniqueConstraintViolation(m)) if m.contains("events_stream_seq_key"))
+}
+
+fn head_missing(e: &Event) -> AppError {
+    AppError::internal(anyhow::anyhow!("the head of stream {} is missing", e.stream))
+}
+
+/// `insert` on PostgreSQL: one statement, so one round trip. With `notify`, its `pg_notify` tells
+/// every server listening on the database of the event at commit; a process whose commits are
+/// announced (`Db::on_commit`) leaves that to its live hub instead (see `live::pg`).
+fn postgres_insert(e: &Event, payload: String, writes: Vec<Write>, notify: bool) -> sea_orm::Statement {
+    // Data-modifying WITH clauses always run to completion, read or not; none of them touches a
+    // row another one does.
+    let mut sql = String::from("WITH ");
+    let mut values: Vec<sea_orm::Value> = Vec::new();
+    for (i, w) in writes.into_iter().enumerate() {
+        sql.push_str(&format!("w{i} AS ({}), ", shift_placeholders(w.sql, values.len())));
+        values.extend(w.values);
+    }
+    sql.push_str(&shift_placeholders(
+        "ev AS (INSERT INTO events (stream, seq, type, actor, at, payload, prev_hash, hash) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8) RETURNING position) \
+         UPDATE stream_heads SET seq = $2, hash = $8 WHERE stream = $1 \
+         RETURNING (SELECT position FROM ev) AS position",
+        values.len(),
+    ));
+    if notify {
+        sql.push_str(&format!(", pg_notify('attest_events', ${})", values.len() + 9));
+    }
+    values.extend([
+        e.stream.clone().into(),
+        e.seq.into(),
+        e.kind.clone().into(),
+        e.actor.clone().into(),
+        e.at.clone().into(),
+        payload.into(),
+        e.prev_hash.clone().into(),
+        e.hash.clone().into(),
+    ]);
+    if notify {
+        values.push(format!("{}:{}", e.stream, e.seq).into());
+    }
+    sea_orm::Statement::from_sql_and_values(sea_orm::DbBackend::Postgres, sql, values)
 }
 
 pub async fn page(

@@ -64,6 +64,11 @@ pub(crate) struct Announcer(Arc<std::sync::RwLock<Option<Listener>>>);
 type Listener = Arc<dyn Fn(Appended) + Send + Sync>;
 
 impl Announcer {
+    /// Whether a listener takes the announcements.
+    pub(crate) fn is_set(&self) -> bool {
+        self.0.read().unwrap_or_else(|poisoned| poisoned.into_inner()).is_some()
+    }
+
     pub(crate) fn send(&self, appended: Appended) {
         let listener = self.0.read().unwrap_or_else(|poisoned| poisoned.into_inner()).clone();
         if let Some(listener) = listener {
@@ -128,6 +133,11 @@ impl WriteTx {
             self.org_changes.fetch_add(1, Ordering::SeqCst);
         }
         Ok(())
+    }
+
+    /// Whether what this transaction appends is announced after commit (`Db::on_commit`).
+    pub(crate) fn announced(&self) -> bool {
+        self.appended.is_set()
     }
 
     /// The transaction's time: the clock is read once, on first use.
@@ -228,6 +238,18 @@ impl Db {
         })
     }
 
+    /// Announces what a commit made outside any `WriteTx` appended (`events::insert_alone`), as
+    /// `WriteTx::commit` does.
+    pub(crate) fn committed(&self, advanced: Vec<Appended>) {
+        let org_changed = advanced.iter().any(|a| crate::events::Stream::is_agency_key(&a.stream));
+        for a in advanced {
+            self.appended.send(a);
+        }
+        if org_changed {
+            self.org_changed();
+        }
+    }
+
     /// How many changes to agencies' streams this process has heard of (see `org_changes`).
     pub fn org_generation(&self) -> u64 {
         self.org_changes.load(Ordering::SeqCst)
@@ -241,7 +263,9 @@ impl Db {
 
     /// Has `listener` called with every committed append made through this `Db`, by the
     /// committing task, once the commit is durable and before the writer answers; it replaces
-    /// any listener set before. It must not block: it runs on every writer's path.
+    /// any listener set before. It must not block: it runs on every writer's path. On
+    /// PostgreSQL the listener also takes over telling the other processes (`NOTIFY`), which
+    /// transactions do themselves while none is set.
     pub fn on_commit(&self, listener: impl Fn(Appended) + Send + Sync + 'static) {
         *self.appended.0.write().unwrap_or_else(|poisoned| poisoned.into_inner()) = Some(Arc::new(listener));
     }

@@ -6,7 +6,7 @@ use serde::Serialize;
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
-use crate::clock::Clock;
+use crate::clock::{Clock, Micros};
 use crate::db;
 use crate::error::AppError;
 use crate::ids::{AgencyId, AssessmentId, UserId};
@@ -156,16 +156,40 @@ pub async fn append_with(
         Some(head) => head,
         None => db::events::lock_head(&**tx, &stream).await?,
     };
-    let seq = last + 1;
-    let at = crate::clock::from_micros(tx.now(clock)).to_rfc3339_opts(SecondsFormat::Micros, true);
-    let actor = actor.key();
-    let hash = compute_hash(&stream, seq, kind, &actor, &at, &payload, &prev_hash);
-    let event = Event { position: 0, stream, seq, kind: kind.to_owned(), actor, at, payload, prev_hash, hash };
-    let position = db::events::insert(&**tx, &event, writes).await?;
-    tx.set_head(&event.stream, seq, &event.hash);
+    let event = next_event(stream, (last, prev_hash), kind, actor, tx.now(clock), payload);
+    let position = db::events::insert(tx, &event, writes).await?;
+    tx.set_head(&event.stream, event.seq, &event.hash);
     let event = Event { position, ..event };
     tx.advanced(std::sync::Arc::new(event.clone()));
     Ok(event)
+}
+
+/// Appends one event with `writes` as a transaction of its own, without holding the stream's
+/// head locked, on PostgreSQL: `head` is the head as the caller read it, and the append takes
+/// place only if no other writer moved it since (see `db::events::insert_alone`). `None` when
+/// one did: what the caller read may be out of date, and nothing was written.
+#[allow(clippy::too_many_arguments)]
+pub async fn append_alone(
+    db: &db::Db,
+    at: Micros,
+    stream: &Stream,
+    head: (i64, String),
+    kind: &str,
+    actor: EventActor,
+    payload: Value,
+    writes: Vec<db::Write>,
+) -> Result<Option<std::sync::Arc<Event>>, AppError> {
+    db::events::insert_alone(db, next_event(stream.key(), head, kind, actor, at, payload), writes).await
+}
+
+/// The event after `head` (sequence, hash) in `stream`, hashed; its position is set on insert.
+fn next_event(stream: String, head: (i64, String), kind: &str, actor: EventActor, at: Micros, payload: Value) -> Event {
+    let (last, prev_hash) = head;
+    let seq = last + 1;
+    let at = crate::clock::from_micros(at).to_rfc3339_opts(SecondsFormat::Micros, true);
+    let actor = actor.key();
+    let hash = compute_hash(&stream, seq, kind, &actor, &at, &payload, &prev_hash);
+    Event { position: 0, stream, seq, kind: kind.to_owned(), actor, at, payload, prev_hash, hash }
 }
 
 /// One page of a stream's events with a sequence above `after`, in order.

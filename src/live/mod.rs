@@ -85,6 +85,8 @@ struct Inner {
     cut_off: AtomicU64,
     /// Turns to set up a connection or subscription (see `Hub::setting_up`).
     setup: Semaphore,
+    /// On PostgreSQL, this process's commits not yet announced to the other servers.
+    commits: Option<pg::Commits>,
 }
 
 /// Connections and subscriptions set up at once. Enough to keep the database pool busy.
@@ -102,6 +104,7 @@ impl Hub {
         let (org, _) = broadcast::channel(16);
         let (shutdown, _) = watch::channel(false);
         let presence = presence::Registry::new(url.is_postgres(), settings.presence_timeout);
+        let commits = url.is_postgres().then(pg::Commits::default);
         Hub {
             inner: Arc::new(Inner {
                 db,
@@ -115,6 +118,7 @@ impl Hub {
                 shutdown,
                 cut_off: AtomicU64::new(0),
                 setup: Semaphore::new(SETUP_AT_ONCE),
+                commits,
             }),
         }
     }
@@ -143,6 +147,7 @@ impl Hub {
         let mut tasks = Vec::new();
         let mut publisher = None;
         if self.inner.url.is_postgres() {
+            tasks.push(tokio::spawn(pg::announce(self.clone())));
             tasks.push(tokio::spawn(pg::listen(self.clone())));
             let p = pg::Publisher::new(self.clone());
             tasks.push(tokio::spawn(pg::publish(self.clone(), p.clone())));
@@ -153,9 +158,9 @@ impl Hub {
 
     /// Tells the tailer of `stream`, if any, that it advanced to `seq`, and unit progress
     /// subscriptions that something changed.
-    pub fn wake(&self, stream: &str, _seq: i64) {
+    pub fn wake(&self, stream: &str, seq: i64) {
         if let Some(t) = lock(&self.inner.tailers).get(stream) {
-            t.wake();
+            t.wake_for(seq);
         }
         self.tell_progress(stream);
     }
@@ -163,6 +168,9 @@ impl Hub {
     /// Hands the events a commit of this process appended to the tailer of their stream, if any,
     /// which passes them on without reading them back from the log (or reads, if it sees a gap).
     fn deliver(&self, appended: &crate::db::Appended) {
+        if let (Some(commits), Some(last)) = (&self.inner.commits, appended.events.last()) {
+            commits.add(&appended.stream, last.seq);
+        }
         let tailer = lock(&self.inner.tailers).get(&appended.stream).cloned();
         if let Some(t) = tailer {
             t.deliver(self, &appended.events);

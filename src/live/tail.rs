@@ -140,6 +140,14 @@ impl Tailer {
         self.notify.notify_one();
     }
 
+    /// Wakes the tailer for a commit that moved its stream to `seq`, unless that event was
+    /// handed over already (this server's own commits come back as notifications too).
+    pub(crate) fn wake_for(&self, seq: i64) {
+        if *lock(&self.last) < seq {
+            self.wake();
+        }
+    }
+
     /// Hands over `events`, committed by this process, in order, skipping those handed over
     /// already. At a gap (a commit not heard of yet, from another process or announced later),
     /// the tailer reads the log instead.

@@ -1,6 +1,7 @@
 //! Assessments end to end: co-edited answers with conflicts, comments, the review workflow and
 //! its lock, progress and scores, next cycles, exports, and who may do what.
 
+use futures_util::future::join_all;
 use serde_json::{Value, json};
 
 use crate::helpers::{TestApp, code};
@@ -151,6 +152,59 @@ async fn two_clients_writing_the_same_answer_one_wins_and_the_other_sees_the_win
     let stale = set(&app, &w.editor, &id, "intake-purpose", json!("late"), Some(1)).await;
     assert_eq!(code(&stale), "CONFLICT");
     assert_eq!(stale["errors"][0]["extensions"]["current"]["value"], "Both purposes, merged");
+}
+
+#[tokio::test]
+async fn racing_writes_without_a_revision_each_take_the_next_revision_and_none_is_lost() {
+    let app = TestApp::spawn().await;
+    let w = world(&app).await;
+    let id = create(&app, &w, RISK).await;
+    // The first answer moves the draft to in progress; the race is among plain answer writes.
+    set(&app, &w.editor, &id, "intake-purpose", json!("first"), None).await;
+    let texts: Vec<String> = (0..12).map(|i| format!("purpose {i}")).collect();
+    let others = ["intake-decisions-supported", "intake-data", "intake-people-affected", "intake-legal-basis"];
+    let same = texts.iter().enumerate().map(|(i, text)| {
+        let token = if i % 2 == 0 { &w.editor } else { &w.editor2 };
+        set(&app, token, &id, "intake-purpose", json!(text), None)
+    });
+    let distinct = others.iter().map(|q| set(&app, &w.editor2, &id, q, json!("answered in the race"), None));
+    let (same, distinct) = tokio::join!(join_all(same), join_all(distinct));
+    let mut revisions: Vec<i64> = same
+        .iter()
+        .map(|body| {
+            assert!(body.get("errors").is_none(), "{body}");
+            body["data"]["setAnswer"]["revision"].as_i64().unwrap()
+        })
+        .collect();
+    revisions.sort_unstable();
+    assert_eq!(revisions, (2..=13).collect::<Vec<_>>(), "every write took its own next revision");
+    for body in &distinct {
+        assert_eq!(body["data"]["setAnswer"]["revision"], 1, "{body}");
+    }
+    // The stored answer is the last write's, and each event's before is the previous one's after.
+    let last = same.iter().find(|b| b["data"]["setAnswer"]["revision"] == 13).unwrap();
+    let data = app
+        .ok(
+            Some(&w.editor),
+            "query($id: ID!) { assessment(id: $id) { answers { questionId value revision } progress { answered } } }",
+            json!({ "id": id }),
+        )
+        .await;
+    let stored = data["assessment"]["answers"].as_array().unwrap();
+    let purpose = stored.iter().find(|a| a["questionId"] == "intake-purpose").unwrap();
+    assert_eq!((&purpose["value"], &purpose["revision"]), (&last["data"]["setAnswer"]["value"], &json!(13)));
+    assert_eq!(data["assessment"]["progress"]["answered"], 1 + others.len(), "the summary counts every answer");
+    let chain: Vec<(Value, Value)> = events(&app, &w.manager, &id)
+        .await
+        .iter()
+        .filter(|e| e["type"] == "answer.set" && e["payload"]["question_id"] == "intake-purpose")
+        .map(|e| (e["payload"]["before"]["revision"].clone(), e["payload"]["after"]["revision"].clone()))
+        .collect();
+    let expected: Vec<(Value, Value)> =
+        (1..=13).map(|r| (if r == 1 { Value::Null } else { json!(r - 1) }, json!(r))).collect();
+    assert_eq!(chain, expected, "one event per write, in revision order");
+    let report = attest::replay::rebuild(&app.state.db, true).await.unwrap();
+    assert!(report.differences.is_empty(), "{:?}", report.differences);
 }
 
 #[tokio::test]
