@@ -11,7 +11,7 @@ use clap::{Parser, Subcommand};
 use crate::agencies::{self, Email, NewUser};
 use crate::auth::password::Password;
 use crate::bootstrap;
-use crate::checkpoints::{ServerKey, SignedCheckpoint};
+use crate::checkpoints::{ServerKey, SignedCheckpoint, TrustedKeys};
 use crate::clock::Clock;
 use crate::config::{DatabaseArgs, KeyArgs, LogFormat, ServeConfig};
 use crate::db::{self, Db};
@@ -77,11 +77,13 @@ pub enum Command {
         /// `attest checkpoint`) committed to.
         #[arg(long)]
         checkpoint: Option<PathBuf>,
-        /// The trusted public key (64 hex digits) that must have signed the kept checkpoint and
-        /// every stored one. Without it, the key file is used if present, else the key embedded
-        /// in the kept checkpoint, or else in the oldest stored checkpoint.
+        /// A trusted public key (64 hex digits): the kept checkpoint and every stored one must be
+        /// signed by one of those given. Give it again for each key the server had: after a
+        /// rotation, the older checkpoints are signed by the key before. Without it, the key file
+        /// is used if present, else the key embedded in the kept checkpoint, or else in the
+        /// oldest stored checkpoint.
         #[arg(long)]
-        public_key: Option<String>,
+        public_key: Vec<String>,
     },
     /// Write the bundle of an assessment's stream, with a fresh checkpoint covering it, for
     /// offline verification.
@@ -96,10 +98,11 @@ pub enum Command {
     /// Verify a bundle offline, without any database.
     VerifyBundle {
         file: PathBuf,
-        /// The trusted public key (64 hex digits) that must have signed the bundle's checkpoint.
-        /// Without it, the key file is used if present, else the key embedded in the bundle.
+        /// A trusted public key (64 hex digits); the bundle's checkpoint must be signed by one of
+        /// those given. Without it, the key file is used if present, else the key embedded in the
+        /// bundle.
         #[arg(long)]
-        public_key: Option<String>,
+        public_key: Vec<String>,
     },
 }
 
@@ -266,7 +269,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Some(Command::Verify { checkpoint, public_key }) => {
-            verify(&url, &key_file, checkpoint.as_deref(), public_key.as_deref()).await
+            verify(&url, &key_file, checkpoint.as_deref(), &public_key).await
         }
         Some(Command::Export { assessment, out }) => {
             let id = crate::ids::AssessmentId::parse(&assessment).map_err(domain)?;
@@ -291,8 +294,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Some(Command::VerifyBundle { file, public_key }) => {
             let text = std::fs::read_to_string(&file).with_context(|| format!("reading {}", file.display()))?;
-            let trusted = trusted_key(public_key.as_deref(), &key_file)?;
-            match crate::checkpoints::verify_bundle(&text, trusted.as_deref()) {
+            let trusted = trusted_keys(&public_key, &key_file)?;
+            match crate::checkpoints::verify_bundle(&text, &trusted) {
                 Ok(report) => {
                     println!(
                         "OK: {} holds {} events of stream {}, ending in sequence {} with hash {}",
@@ -306,7 +309,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                         "covered by the checkpoint taken at {}, signed by {}",
                         report.checkpoint_at, report.public_key
                     );
-                    if trusted.is_none() {
+                    if trusted.is_empty() {
                         warn_untrusted(&report.public_key);
                     }
                     Ok(())
@@ -343,13 +346,17 @@ async fn rebuild(url: &crate::config::DatabaseUrl, check: bool) -> anyhow::Resul
     Ok(())
 }
 
-/// The key a checkpoint must be signed by: the one given, else the key file's if there is one.
-/// `None` means only the embedded key can be checked.
-fn trusted_key(given: Option<&str>, key_file: &Path) -> anyhow::Result<Option<String>> {
-    if let Some(given) = given {
-        return Ok(Some(given.trim().to_ascii_lowercase()));
+/// The keys a checkpoint may be signed by: those given, else the key file's if there is one.
+/// None means only the embedded key can be checked.
+fn trusted_keys(given: &[String], key_file: &Path) -> anyhow::Result<TrustedKeys> {
+    if !given.is_empty() {
+        for key in given {
+            let valid = key.trim().len() == 64 && key.trim().bytes().all(|b| b.is_ascii_hexdigit());
+            anyhow::ensure!(valid, "--public-key {key:?} is not a public key: 64 hex digits are expected");
+        }
+        return Ok(TrustedKeys::new(given.iter().cloned()));
     }
-    Ok(ServerKey::load(key_file)?.map(|key| key.public_key_hex()))
+    Ok(TrustedKeys::new(ServerKey::load(key_file)?.map(|key| key.public_key_hex())))
 }
 
 fn warn_untrusted(embedded: &str) {
@@ -363,17 +370,17 @@ async fn verify(
     url: &crate::config::DatabaseUrl,
     key_file: &Path,
     checkpoint: Option<&Path>,
-    public_key: Option<&str>,
+    public_keys: &[String],
 ) -> anyhow::Result<()> {
     let started = std::time::Instant::now();
-    let trusted = trusted_key(public_key, key_file)?;
+    let trusted = trusted_keys(public_keys, key_file)?;
     let signed = match checkpoint {
         None => None,
         Some(path) => {
             let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
             let signed: SignedCheckpoint = serde_json::from_str(&text)
                 .with_context(|| format!("{} is not a checkpoint written by `attest checkpoint`", path.display()))?;
-            let checked = signed.verify().and_then(|()| signed.checkpoint.verify_signature(trusted.as_deref()));
+            let checked = signed.verify().and_then(|()| signed.checkpoint.verify_signature(&trusted));
             if let Err(problem) = checked {
                 println!("PROBLEM checkpoint {}: {problem}", path.display());
                 bail!("the checkpoint {} does not verify", path.display());
@@ -382,7 +389,7 @@ async fn verify(
         }
     };
     let db = Db::connect(url).await?;
-    let report = crate::audit::verify_log(&db, signed.as_ref(), trusted.as_deref()).await.map_err(domain)?;
+    let report = crate::audit::verify_log(&db, signed.as_ref(), &trusted).await.map_err(domain)?;
     println!(
         "checked {} streams, {} events in {:.2} s",
         report.streams,
@@ -396,17 +403,20 @@ async fn verify(
             c.at, c.position, c.stream_count, c.public_key, report.checkpoint_streams
         );
     }
-    match &report.stored_key {
-        Some(key) => println!(
-            "{} stored checkpoints checked against key {key}: {} distinct heads compared",
-            report.stored_checkpoints, report.stored_heads_compared
+    match report.stored_keys.keys() {
+        [] => println!("{} stored checkpoints checked", report.stored_checkpoints),
+        keys => println!(
+            "{} stored checkpoints checked against {} {}: {} distinct heads compared",
+            report.stored_checkpoints,
+            if keys.len() == 1 { "key" } else { "keys" },
+            keys.join(", "),
+            report.stored_heads_compared
         ),
-        None => println!("{} stored checkpoints checked", report.stored_checkpoints),
     }
     // Without a trusted key, the kept checkpoint's key (if any) is what the stored ones were
     // held to; one warning names the key that was taken on trust.
-    if trusted.is_none()
-        && let Some(key) = signed.as_ref().map(|s| &s.checkpoint.public_key).or(report.stored_key.as_ref())
+    if trusted.is_empty()
+        && let Some(key) = signed.as_ref().map(|s| &s.checkpoint.public_key).or(report.stored_keys.keys().first())
     {
         warn_untrusted(key);
     }

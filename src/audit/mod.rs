@@ -16,8 +16,8 @@ use tokio::task::JoinHandle;
 
 use crate::auth::Actor;
 use crate::checkpoints::{
-    Checkpoint, InclusionProof, SignedCheckpoint, StreamHead, StreamProblem, compare_verified_stream, inclusion_proofs,
-    write_bundle,
+    Checkpoint, InclusionProof, SignedCheckpoint, StreamHead, StreamProblem, TrustedKeys, compare_verified_stream,
+    inclusion_proofs, write_bundle,
 };
 use crate::db::{self, Db, WriteTx};
 use crate::error::{AppError, LogDisplay};
@@ -235,9 +235,9 @@ pub struct LogReport {
     pub problems: Vec<StreamProblem>,
     /// How many checkpoints the `checkpoints` table holds, all of them checked.
     pub stored_checkpoints: u64,
-    /// The key the stored checkpoints had to be signed by: the trusted key if one was given, else
-    /// the kept checkpoint's, else that of the oldest stored checkpoint whose signature holds.
-    pub stored_key: Option<String>,
+    /// The keys the stored checkpoints had to be signed by: the trusted keys if any were given,
+    /// else the kept checkpoint's, else that of the oldest stored checkpoint whose signature holds.
+    pub stored_keys: TrustedKeys,
     /// Distinct heads (stream, sequence and hash) named by the stored checkpoints that were
     /// compared with the log.
     pub stored_heads_compared: u64,
@@ -320,24 +320,22 @@ type Claims = HashMap<String, BTreeMap<i64, Vec<Claim>>>;
 
 /// Checks every stream of the log, in one read snapshot: hashes, links, gap-free sequence and
 /// its head, reading each stream once, in pages. Also checks every stored checkpoint: that its
-/// document is signed by `trusted_key` (or, without one, by the same key as the others) with
+/// document is signed by one of the `trusted` keys (or, without any, by the same key as the others) with
 /// heads matching its Merkle root, and that every stream it covers still holds exactly the events
 /// it committed to. With a kept checkpoint (whose signature and heads the caller has verified),
 /// checks that too. A stream a checkpoint covers that is gone or shorter is a problem.
 pub async fn verify_log(
     db: &Db,
     kept: Option<&SignedCheckpoint>,
-    trusted_key: Option<&str>,
+    trusted: &TrustedKeys,
 ) -> Result<LogReport, AppError> {
     let tx = db.conn.begin().await?;
     store::read_snapshot(&tx).await?;
     let mut report = LogReport::default();
-    let reference = match (trusted_key, kept) {
-        (Some(key), _) => Some(SigningKey { hex: key.trim().to_ascii_lowercase(), named: "the trusted key" }),
-        (None, Some(signed)) => {
-            Some(SigningKey { hex: signed.checkpoint.public_key.clone(), named: "the kept checkpoint's key" })
-        }
-        (None, None) => None,
+    let reference = match kept {
+        _ if !trusted.is_empty() => Some(trusted.clone()),
+        Some(signed) => Some(TrustedKeys::new([signed.checkpoint.public_key.clone()])),
+        None => None,
     };
     // Read in the same snapshot as the events, so that a checkpoint taken meanwhile, naming heads
     // this snapshot does not hold, is not read.
@@ -401,18 +399,12 @@ pub async fn verify_log(
     Ok(report)
 }
 
-/// The key every stored checkpoint must be signed by, and how a problem names it.
-struct SigningKey {
-    hex: String,
-    named: &'static str,
-}
-
-/// Reads every stored checkpoint, in pages, checks that its row is what `reference` signed (or,
-/// without a reference, the key of the oldest one that verifies) and collects the heads of those
-/// that are. Counts and untrusted rows go into `report`.
+/// Reads every stored checkpoint, in pages, checks that its row is what one of the `reference`
+/// keys signed (or, without a reference, the key of the oldest one that verifies) and collects the
+/// heads of those that are. Counts and untrusted rows go into `report`.
 async fn stored_claims(
     conn: &impl sea_orm::ConnectionTrait,
-    mut reference: Option<SigningKey>,
+    mut reference: Option<TrustedKeys>,
     report: &mut LogReport,
 ) -> Result<Claims, AppError> {
     let mut claims = Claims::new();
@@ -435,10 +427,8 @@ async fn stored_claims(
             let c = &signed.checkpoint;
             let label = CheckpointLabel { id: row.id, position: c.position, at: c.at.clone() };
             let checked = signed.verify().and_then(|()| match &reference {
-                Some(key) if key.hex != c.public_key => {
-                    Err(format!("signed by key {}, not by {} {}", c.public_key, key.named, key.hex))
-                }
-                _ => Ok(()),
+                Some(keys) => keys.check(&c.public_key),
+                None => Ok(()),
             });
             if let Err(e) = checked {
                 let problem = format!("signature check failed: {e}");
@@ -446,8 +436,7 @@ async fn stored_claims(
                 continue;
             }
             if reference.is_none() {
-                reference =
-                    Some(SigningKey { hex: c.public_key.clone(), named: "the key of the oldest stored checkpoint" });
+                reference = Some(TrustedKeys::new([c.public_key.clone()]));
             }
             // The columns beside the document are not signed; they must still say the same, or
             // someone changed the row.
@@ -458,7 +447,7 @@ async fn stored_claims(
             add_claims(&mut claims, &label, signed.heads.iter());
         }
     }
-    report.stored_key = reference.map(|key| key.hex);
+    report.stored_keys = reference.unwrap_or_default();
     Ok(claims)
 }
 

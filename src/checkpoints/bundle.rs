@@ -4,7 +4,7 @@
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use super::{Checkpoint, InclusionProof, SignedCheckpoint, StreamHead, compare_with_log, inclusion_proof};
+use super::{Checkpoint, InclusionProof, SignedCheckpoint, StreamHead, TrustedKeys, compare_with_log, inclusion_proof};
 use super::{proof_fits, verify_inclusion};
 use crate::events::{Event, GENESIS_HASH, compute_hash};
 
@@ -98,11 +98,11 @@ pub fn write_bundle(events: &[Event], signed: &SignedCheckpoint, stream: &str) -
 /// `trusted_public_key`, if given), the inclusion proof of the stream's head under the
 /// checkpoint's Merkle root, and every event's hash, link and sequence up to that head. Errors
 /// name the line (from 1) and what is wrong with it.
-pub fn verify_bundle(text: &str, trusted_public_key: Option<&str>) -> Result<BundleReport, String> {
+pub fn verify_bundle(text: &str, trusted: &TrustedKeys) -> Result<BundleReport, String> {
     let mut lines = text.lines().enumerate().map(|(i, line)| (i + 1, line));
     let Some((_, first)) = lines.next() else { return Err("line 1: the bundle is empty".to_owned()) };
     let header: Header = serde_json::from_str(first).map_err(|e| format!("line 1: not a bundle header: {e}"))?;
-    verify_header(&header, trusted_public_key).map_err(|e| format!("line 1: {e}"))?;
+    verify_header(&header, trusted).map_err(|e| format!("line 1: {e}"))?;
 
     let mut prev = GENESIS_HASH.to_owned();
     let mut expected_seq = 1;
@@ -141,14 +141,14 @@ pub fn verify_bundle(text: &str, trusted_public_key: Option<&str>) -> Result<Bun
     })
 }
 
-fn verify_header(header: &Header, trusted_public_key: Option<&str>) -> Result<(), String> {
+fn verify_header(header: &Header, trusted: &TrustedKeys) -> Result<(), String> {
     if header.format != BUNDLE_FORMAT {
         return Err(format!("unsupported format {:?}, expected {BUNDLE_FORMAT:?}", header.format));
     }
     if header.public_key != header.checkpoint.public_key {
         return Err("public_key differs from the checkpoint's public_key".to_owned());
     }
-    header.checkpoint.verify_signature(trusted_public_key)?;
+    header.checkpoint.verify_signature(trusted)?;
     if header.head.stream != header.stream {
         return Err(format!(
             "the head is of stream {}, but the bundle is of stream {}",
@@ -245,13 +245,17 @@ mod tests {
     }
 
     fn rejected(text: &str, trusted: Option<&str>) -> String {
-        verify_bundle(text, trusted).expect_err("the bundle should not verify")
+        verify_bundle(text, &keys(trusted)).expect_err("the bundle should not verify")
+    }
+
+    fn keys(trusted: Option<&str>) -> TrustedKeys {
+        TrustedKeys::new(trusted.map(str::to_owned))
     }
 
     #[test]
     fn a_written_bundle_verifies_with_the_trusted_key() {
         let f = fixture();
-        let report = verify_bundle(&f.text, Some(&f.key.public_key_hex())).unwrap();
+        let report = verify_bundle(&f.text, &keys(Some(&f.key.public_key_hex()))).unwrap();
         assert_eq!(
             report,
             BundleReport {
@@ -263,7 +267,7 @@ mod tests {
                 public_key: f.key.public_key_hex(),
             }
         );
-        assert_eq!(verify_bundle(&f.text, None).unwrap(), report);
+        assert_eq!(verify_bundle(&f.text, &TrustedKeys::default()).unwrap(), report);
     }
 
     #[test]
@@ -294,7 +298,7 @@ mod tests {
         let empty = StreamHead { stream: STREAM.to_owned(), seq: 0, hash: GENESIS_HASH.to_owned() };
         let signed = Checkpoint::create(&key, vec![empty], 1, "2026-11-27T18:40:00.000000Z".to_owned());
         let text = write_bundle(&[], &signed, STREAM).unwrap();
-        assert_eq!(verify_bundle(&text, None).unwrap().events, 0);
+        assert_eq!(verify_bundle(&text, &TrustedKeys::default()).unwrap().events, 0);
     }
 
     #[test]
@@ -418,7 +422,7 @@ mod tests {
         let forger = ServerKey::generate();
         let forged = Checkpoint::create(&forger, f.signed.heads.clone(), 200, f.signed.checkpoint.at.clone());
         let text = write_bundle(&f.events, &forged, STREAM).unwrap();
-        assert_eq!(verify_bundle(&text, None).unwrap().public_key, forger.public_key_hex());
+        assert_eq!(verify_bundle(&text, &TrustedKeys::default()).unwrap().public_key, forger.public_key_hex());
         let err = rejected(&text, Some(&f.key.public_key_hex()));
         assert!(err.starts_with("line 1: the checkpoint is signed by key"), "{err}");
     }

@@ -10,6 +10,50 @@ use rand::RngCore;
 
 use super::decode_hex;
 
+/// The public keys a checkpoint may be signed by, as 64 lowercase hex digits each: the server's
+/// key and, after a rotation, the keys it had before. Empty means no key is trusted in advance,
+/// and only the key embedded in a checkpoint can be checked.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct TrustedKeys(Vec<String>);
+
+impl TrustedKeys {
+    pub fn new(keys: impl IntoIterator<Item = String>) -> TrustedKeys {
+        let mut unique: Vec<String> = Vec::new();
+        for key in keys.into_iter().map(|k| k.trim().to_ascii_lowercase()) {
+            if !unique.contains(&key) {
+                unique.push(key);
+            }
+        }
+        TrustedKeys(unique)
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    pub fn keys(&self) -> &[String] {
+        &self.0
+    }
+
+    /// Whether a checkpoint signed by `key` may be trusted: always, when no key is given.
+    pub fn check(&self, key: &str) -> Result<(), String> {
+        if self.0.is_empty() || self.0.iter().any(|k| k.eq_ignore_ascii_case(key)) {
+            return Ok(());
+        }
+        Err(format!("signed by key {key}, not by {self}"))
+    }
+}
+
+impl std::fmt::Display for TrustedKeys {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.0.as_slice() {
+            [] => f.write_str("no trusted key"),
+            [one] => write!(f, "the trusted key {one}"),
+            many => write!(f, "any of the trusted keys {}", many.join(", ")),
+        }
+    }
+}
+
 /// The first line of a key file, naming its format.
 const KEY_FILE_TAG: &str = "attest-ed25519-secret-v1";
 

@@ -15,7 +15,7 @@ use serde::{Deserialize, Serialize};
 use crate::events::{Event, GENESIS_HASH};
 
 pub use bundle::{BUNDLE_FORMAT, BundleReport, verify_bundle, write_bundle};
-pub use key::{ServerKey, verify_signature};
+pub use key::{ServerKey, TrustedKeys, verify_signature};
 pub use merkle::{
     InclusionProof, ProofStep, Side, inclusion_proof, inclusion_proofs, merkle_root, proof_fits, verify_inclusion,
 };
@@ -133,19 +133,11 @@ impl Checkpoint {
     /// Checks the version and that `signature` is valid for the embedded public key, and, if
     /// `expected_public_key` is given, that the embedded key is that one. Without an expected key
     /// this only shows that whoever holds the embedded key signed: anyone can make a key.
-    pub fn verify_signature(&self, expected_public_key: Option<&str>) -> Result<(), String> {
+    pub fn verify_signature(&self, trusted: &TrustedKeys) -> Result<(), String> {
         if self.version != CHECKPOINT_VERSION {
             return Err(format!("unsupported checkpoint version {}", self.version));
         }
-        if let Some(expected) = expected_public_key
-            && !expected.trim().eq_ignore_ascii_case(&self.public_key)
-        {
-            return Err(format!(
-                "the checkpoint is signed by key {}, not by the trusted key {}",
-                self.public_key,
-                expected.trim()
-            ));
-        }
+        trusted.check(&self.public_key).map_err(|e| format!("the checkpoint is {e}"))?;
         verify_signature(&self.public_key, &self.signing_bytes(), &self.signature)
             .map_err(|e| format!("checkpoint signature: {e}"))
     }
@@ -156,7 +148,7 @@ impl SignedCheckpoint {
     /// checkpoint commits to: one per stream, sorted, as many as `stream_count`, with
     /// `merkle_root` as their root.
     pub fn verify(&self) -> Result<(), String> {
-        self.checkpoint.verify_signature(None)?;
+        self.checkpoint.verify_signature(&TrustedKeys::default())?;
         if self.heads.len() as u64 != self.checkpoint.stream_count {
             return Err(format!(
                 "the checkpoint counts {} streams, but {} heads are kept with it",
@@ -287,7 +279,7 @@ mod tests {
         assert_eq!(signed.checkpoint.stream_count, 5);
         assert_eq!(signed.checkpoint.public_key, key.public_key_hex());
         signed.verify().unwrap();
-        signed.checkpoint.verify_signature(Some(&key.public_key_hex())).unwrap();
+        signed.checkpoint.verify_signature(&TrustedKeys::new([key.public_key_hex()])).unwrap();
     }
 
     #[test]
@@ -318,7 +310,7 @@ mod tests {
         for (field, tamper) in tampers {
             let mut checkpoint = signed.checkpoint.clone();
             tamper(&mut checkpoint, &other);
-            assert!(checkpoint.verify_signature(None).is_err(), "changing {field} went unnoticed");
+            assert!(checkpoint.verify_signature(&TrustedKeys::default()).is_err(), "changing {field} went unnoticed");
         }
     }
 
@@ -329,15 +321,27 @@ mod tests {
         let forged = Checkpoint::create(&forger, heads(2), 7, AT.to_owned());
         // Internally consistent, so only the trusted key tells it apart.
         forged.verify().unwrap();
-        let err = forged.checkpoint.verify_signature(Some(&trusted.public_key_hex())).unwrap_err();
+        let err = forged.checkpoint.verify_signature(&TrustedKeys::new([trusted.public_key_hex()])).unwrap_err();
         assert!(err.contains("not by the trusted key"), "{err}");
+    }
+
+    #[test]
+    fn a_checkpoint_signed_by_a_former_key_is_trusted_only_with_that_key_among_the_trusted() {
+        let (former, current) = (ServerKey::generate(), ServerKey::generate());
+        let signed = Checkpoint::create(&former, heads(2), 7, AT.to_owned());
+        let both = TrustedKeys::new([current.public_key_hex(), former.public_key_hex().to_uppercase()]);
+        signed.checkpoint.verify_signature(&both).unwrap();
+        let only_current = TrustedKeys::new([current.public_key_hex(), ServerKey::generate().public_key_hex()]);
+        let err = signed.checkpoint.verify_signature(&only_current).unwrap_err();
+        assert!(err.contains(&format!("signed by key {}", former.public_key_hex())), "{err}");
+        assert!(err.contains(&format!("any of the trusted keys {}", only_current.keys().join(", "))), "{err}");
     }
 
     #[test]
     fn an_unknown_checkpoint_version_is_rejected() {
         let mut checkpoint = Checkpoint::create(&ServerKey::generate(), heads(1), 1, AT.to_owned()).checkpoint;
         checkpoint.version = 2;
-        assert!(checkpoint.verify_signature(None).unwrap_err().contains("version"));
+        assert!(checkpoint.verify_signature(&TrustedKeys::default()).unwrap_err().contains("version"));
     }
 
     #[test]

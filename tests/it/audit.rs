@@ -15,10 +15,15 @@ const TEXT_QUESTIONS: [&str; 3] = ["intake-purpose", "intake-decisions-supported
 
 /// Runs the real binary against the app's database and key file.
 fn attest(app: &TestApp, args: &[&str]) -> Output {
+    attest_with_key(app, &app.state.config.key_file, args)
+}
+
+/// Runs the real binary against the app's database, with `key_file` as its key file.
+fn attest_with_key(app: &TestApp, key_file: &Path, args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_attest"))
         .args(args)
         .env("ATTEST_DATABASE_URL", app.db.url.expose())
-        .env("ATTEST_KEY_FILE", &app.state.config.key_file)
+        .env("ATTEST_KEY_FILE", key_file)
         .env("ATTEST_LOG", "warn")
         .output()
         .expect("run attest")
@@ -417,6 +422,43 @@ async fn stored_checkpoints_fail_against_another_trusted_key() {
 }
 
 #[tokio::test]
+async fn checkpoints_signed_before_a_key_rotation_verify_when_the_former_key_is_trusted_too() {
+    let app = TestApp::spawn().await;
+    let admin = app.admin().await;
+    let id = assessment_with_answers(&app, &admin).await;
+    let before = store_checkpoint(&app).await;
+    let former = app.state.key.public_key_hex();
+    // The operator rotates the key: a new key file, created by the first command that signs.
+    let rotated = file(&app, "rotated.key");
+    assert!(attest_with_key(&app, &rotated, &["checkpoint"]).status.success());
+    set_answer(&app, &admin, &id, "intake-people-affected", "About 2,000 drivers a day").await;
+    assert!(attest_with_key(&app, &rotated, &["checkpoint"]).status.success());
+    let shown = stdout(&attest_with_key(&app, &rotated, &["key", "show"]));
+    let current = shown.lines().find_map(|l| l.strip_prefix("public_key: ")).expect("the key is shown").to_owned();
+    assert_ne!(current, former);
+
+    // Trusting only the current key, the checkpoint from before the rotation is refused, by name.
+    let out = attest_with_key(&app, &rotated, &["verify"]);
+    assert!(!out.status.success(), "{}", both(&out));
+    let lines = problems(&out);
+    assert_eq!(lines.len(), 1, "{}", both(&out));
+    assert!(lines[0].starts_with(&format!("PROBLEM {}", stored(&before))), "{}", lines[0]);
+    assert!(lines[0].contains(&format!("signed by key {former}, not by the trusted key {current}")), "{}", lines[0]);
+
+    // Trusting both, all three verify.
+    let out = attest(&app, &["verify", "--public-key", &former, "--public-key", &current]);
+    assert!(out.status.success(), "{}", both(&out));
+    let text = stdout(&out);
+    assert!(text.contains(&format!("3 stored checkpoints checked against keys {former}, {current}")), "{text}");
+    assert!(text.contains("OK: the log is intact"), "{text}");
+
+    // A value that is not a key is refused before anything is read.
+    let out = attest(&app, &["verify", "--public-key", &former, "--public-key", "not-a-key"]);
+    assert!(!out.status.success(), "{}", both(&out));
+    assert!(both(&out).contains("is not a public key"), "{}", both(&out));
+}
+
+#[tokio::test]
 async fn a_shortened_stream_fails_against_a_kept_and_a_stored_checkpoint() {
     let app = TestApp::spawn().await;
     let admin = app.admin().await;
@@ -535,7 +577,7 @@ async fn periodic_checkpoints_are_stored_and_logged() {
     let latest = checkpoints.first().expect("a periodic checkpoint within 30 seconds");
     let key = app.state.key.public_key_hex();
     let checkpoint: Checkpoint = serde_json::from_value(latest["document"].clone()).unwrap();
-    checkpoint.verify_signature(Some(&key)).unwrap();
+    checkpoint.verify_signature(&attest::checkpoints::TrustedKeys::new([key.clone()])).unwrap();
     let streams: Vec<&str> =
         latest["heads"].as_array().unwrap().iter().map(|h| h["stream"].as_str().unwrap()).collect();
     assert_eq!(streams, [agency_stream.as_str()], "an administrator sees the agency's own heads only");
