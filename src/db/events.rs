@@ -60,19 +60,8 @@ pub async fn insert(tx: &WriteTx, e: &Event, writes: Vec<Write>) -> Result<i64, 
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8) RETURNING position; \
          UPDATE stream_heads SET seq = $9, hash = $10 WHERE stream = $11",
     );
-    values.extend([
-        e.stream.clone().into(),
-        e.seq.into(),
-        e.kind.clone().into(),
-        e.actor.clone().into(),
-        e.at.clone().into(),
-        payload.into(),
-        e.prev_hash.clone().into(),
-        e.hash.clone().into(),
-        e.seq.into(),
-        e.hash.clone().into(),
-        e.stream.clone().into(),
-    ]);
+    values.extend(event_values(e, payload));
+    values.extend([e.seq.into(), e.hash.clone().into(), e.stream.clone().into()]);
     // Every statement runs only when all rows are read: a request that stops at its first row
     // would leave the head where it was.
     let rows = tx.query_all_raw(stmt(sea_orm::DbBackend::Sqlite, &sql, values)).await?;
@@ -130,7 +119,17 @@ fn postgres_insert(e: &Event, payload: String, writes: Vec<Write>, notify: bool)
     if notify {
         sql.push_str(&format!(", pg_notify('attest_events', ${})", values.len() + 9));
     }
-    values.extend([
+    values.extend(event_values(e, payload));
+    if notify {
+        values.push(format!("{}:{}", e.stream, e.seq).into());
+    }
+    sea_orm::Statement::from_sql_and_values(sea_orm::DbBackend::Postgres, sql, values)
+}
+
+/// The values of an event's row, in the order of its insert's columns: stream, seq, type, actor,
+/// at, payload, prev_hash, hash.
+fn event_values(e: &Event, payload: String) -> [sea_orm::Value; 8] {
+    [
         e.stream.clone().into(),
         e.seq.into(),
         e.kind.clone().into(),
@@ -139,11 +138,7 @@ fn postgres_insert(e: &Event, payload: String, writes: Vec<Write>, notify: bool)
         payload.into(),
         e.prev_hash.clone().into(),
         e.hash.clone().into(),
-    ]);
-    if notify {
-        values.push(format!("{}:{}", e.stream, e.seq).into());
-    }
-    sea_orm::Statement::from_sql_and_values(sea_orm::DbBackend::Postgres, sql, values)
+    ]
 }
 
 pub async fn page(
