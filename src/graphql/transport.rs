@@ -316,7 +316,13 @@ impl<P: Stream<Item = Message> + Unpin> Connection<P> {
         // A change to the user's agency (a role, a membership, the session) is checked soon
         // after it is heard of, on the idle timer, so that a burst of changes costs one check.
         let mut recheck_due = false;
+        // Both outlive the loop's turns: re-created each turn, they would register with, and
+        // leave, the channels every connection shares, twice for every frame sent.
         let mut shutdown = self.state.live.shutting_down();
+        let shutting_down = async move { shutdown.changed().await };
+        tokio::pin!(shutting_down);
+        let org_change = next_change(self.org);
+        tokio::pin!(org_change);
         let ending = loop {
             tokio::select! {
                 msg = self.outgoing.next() => {
@@ -339,7 +345,7 @@ impl<P: Stream<Item = Message> + Unpin> Connection<P> {
                         }
                     }
                 }
-                change = self.org.recv() => {
+                (change, org) = &mut org_change => {
                     let ours = match &change {
                         Ok(key) => **key == *self.agency || &**key == "*",
                         // Changes were missed, or the hub is gone: check anyway.
@@ -349,9 +355,11 @@ impl<P: Stream<Item = Message> + Unpin> Connection<P> {
                         recheck_due = true;
                         idle_check.as_mut().reset(tokio::time::Instant::now() + RECHECK_DELAY);
                     }
-                    if matches!(change, Err(tokio::sync::broadcast::error::RecvError::Closed)) {
-                        self.org = self.state.live.org_changes();
-                    }
+                    let org = match change {
+                        Err(tokio::sync::broadcast::error::RecvError::Closed) => self.state.live.org_changes(),
+                        _ => org,
+                    };
+                    org_change.set(next_change(org));
                 }
                 _ = &mut idle_check => {
                     if recheck_due {
@@ -368,7 +376,7 @@ impl<P: Stream<Item = Message> + Unpin> Connection<P> {
                     }
                     idle_check.as_mut().reset(tokio::time::Instant::from_std(self.started + last + idle));
                 }
-                _ = shutdown.changed() => break Some((close::GOING_AWAY, "server shutting down".to_owned())),
+                _ = &mut shutting_down => break Some((close::GOING_AWAY, "server shutting down".to_owned())),
             }
         };
         // Boxed too: closing happens once, and its timer and frame need no room before then.
@@ -376,6 +384,13 @@ impl<P: Stream<Item = Message> + Unpin> Connection<P> {
             Box::pin(close::<()>(&mut self.tx, code, &reason)).await;
         }
     }
+}
+
+/// The next change `org` hears of, with `org` to hear the one after.
+async fn next_change(
+    mut org: tokio::sync::broadcast::Receiver<Arc<str>>,
+) -> (Result<Arc<str>, tokio::sync::broadcast::error::RecvError>, tokio::sync::broadcast::Receiver<Arc<str>>) {
+    (org.recv().await, org)
 }
 
 /// How long after hearing of a change to its agency a connection checks its rights again: changes
