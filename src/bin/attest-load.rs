@@ -1,7 +1,8 @@
 //! `attest-load`: measures live delivery. It starts an Attest server (or targets one), opens N
 //! graphql-transport-ws connections each subscribed to one assessment's events, drives answers
-//! at a given rate, and reports mutation throughput, delivery latency from the event's commit
-//! time (`at`) to receipt, and the server's memory per connection. Beside it, in the same run,
+//! at a given rate, and reports mutation throughput, delivery latency to receipt (from the
+//! commit, as the server logs it, and from the event's `at`, the writing transaction's clock
+//! reading before its commit), and the server's memory per connection. Beside it, in the same run,
 //! a bare axum websocket broadcast server sends frames of the same shape to the same number of
 //! plain websocket connections, as a baseline.
 //!
@@ -149,6 +150,21 @@ fn percentile(sorted: &[u64], p: f64) -> u64 {
     sorted.get(((sorted.len() as f64 * p) as usize).min(sorted.len().saturating_sub(1))).copied().unwrap_or(0)
 }
 
+/// A frame a client received: the event's sequence number, the time from its `at` to receipt,
+/// and the moment of receipt (microseconds since 1970).
+#[derive(Clone, Copy)]
+struct Received {
+    seq: i64,
+    from_at_us: u64,
+    at_us: i64,
+}
+
+type ClientTask = tokio::task::JoinHandle<anyhow::Result<Vec<Received>>>;
+
+/// When the server committed each event, by stream and sequence (microseconds since 1970), read
+/// from its `attest::commits` log lines.
+type Commits = Arc<std::sync::Mutex<std::collections::HashMap<(String, i64), i64>>>;
+
 /// What a set of clients saw.
 struct Outcome {
     connected: usize,
@@ -167,7 +183,10 @@ struct Outcome {
     cpu_secs: Option<f64>,
     delivered: u64,
     expected: u64,
+    /// From each event's `at` to its receipt.
     latencies_us: Vec<u64>,
+    /// From each event's commit to its receipt, when the commits are known.
+    from_commit_us: Option<Vec<u64>>,
 }
 
 impl Outcome {
@@ -212,8 +231,19 @@ impl Outcome {
             );
         }
         println!("deliveries:             {} of {} expected", self.delivered, self.expected);
+        if let Some(from_commit) = &self.from_commit_us {
+            let mut c = from_commit.clone();
+            c.sort_unstable();
+            println!(
+                "latency commit->client: p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms ({} deliveries)",
+                percentile(&c, 0.50) as f64 / 1000.0,
+                percentile(&c, 0.99) as f64 / 1000.0,
+                c.last().copied().unwrap_or(0) as f64 / 1000.0,
+                c.len()
+            );
+        }
         println!(
-            "latency commit->client: p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms",
+            "latency at->client:     p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms",
             pct(0.50) as f64 / 1000.0,
             pct(0.99) as f64 / 1000.0,
             l.last().copied().unwrap_or(0) as f64 / 1000.0
@@ -240,14 +270,14 @@ impl Progress {
     }
 }
 
-/// Receives frames on one connection, recording latency from each event's `at` to now. The
-/// warm-up frame and anything before it only mark the client live.
+/// Receives frames on one connection, recording each event's receipt. The warm-up frame and
+/// anything before it only mark the client live.
 async fn client(
     url: String,
     init: Option<(String, String, i64)>,
     progress: Arc<Progress>,
     mut stop: watch::Receiver<bool>,
-) -> anyhow::Result<Vec<u64>> {
+) -> anyhow::Result<Vec<Received>> {
     let mut req = url.into_client_request()?;
     if init.is_some() {
         req.headers_mut().insert("Sec-WebSocket-Protocol", "graphql-transport-ws".parse()?);
@@ -294,7 +324,8 @@ async fn client(
                     continue;
                 }
                 let at = chrono::DateTime::parse_from_rfc3339(at)?;
-                latencies.push(u64::try_from((now - at.with_timezone(&chrono::Utc)).num_microseconds().unwrap_or(0)).unwrap_or(0));
+                let from_at_us = u64::try_from((now - at.with_timezone(&chrono::Utc)).num_microseconds().unwrap_or(0)).unwrap_or(0);
+                latencies.push(Received { seq, from_at_us, at_us: now.timestamp_micros() });
             }
             _ = stop.changed() => break,
         }
@@ -309,7 +340,7 @@ async fn open_clients(
     init: Option<(String, String, i64)>,
     progress: &Arc<Progress>,
     stop: &watch::Receiver<bool>,
-) -> Vec<tokio::task::JoinHandle<anyhow::Result<Vec<u64>>>> {
+) -> Vec<ClientTask> {
     let gate = Arc::new(Semaphore::new(64));
     let mut handles = Vec::with_capacity(n);
     for _ in 0..n {
@@ -328,7 +359,7 @@ async fn open_clients(
     handles
 }
 
-fn alive(handles: &[tokio::task::JoinHandle<anyhow::Result<Vec<u64>>>]) -> usize {
+fn alive(handles: &[ClientTask]) -> usize {
     handles.iter().filter(|h| !h.is_finished()).count()
 }
 
@@ -337,7 +368,7 @@ fn alive(handles: &[tokio::task::JoinHandle<anyhow::Result<Vec<u64>>>]) -> usize
 /// warm-up frame's sequence number are not timed. Returns how many clients are live and the
 /// seconds it took.
 async fn warm_up<F, Fut>(
-    handles: &[tokio::task::JoinHandle<anyhow::Result<Vec<u64>>>],
+    handles: &[ClientTask],
     progress: &Progress,
     limit: Duration,
     repeat: Option<Duration>,
@@ -361,7 +392,7 @@ where
     Ok((progress.live.load(Ordering::Relaxed) as usize, start.elapsed().as_secs_f64()))
 }
 
-async fn collect(handles: Vec<tokio::task::JoinHandle<anyhow::Result<Vec<u64>>>>) -> (Vec<u64>, Option<String>) {
+async fn collect(handles: Vec<ClientTask>) -> (Vec<Received>, Option<String>) {
     let mut all = Vec::new();
     let mut first_error = None;
     for h in handles {
@@ -382,6 +413,7 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
     let http = reqwest::Client::builder().timeout(Duration::from_secs(60)).build()?;
     let dir = std::env::temp_dir().join(format!("attest-load-{}", std::process::id()));
     std::fs::create_dir_all(&dir)?;
+    let commits: Option<Commits> = args.server.is_none().then(Commits::default);
     let (base, _server, server_pid) = match &args.server {
         Some(base) => (base.trim_end_matches('/').to_owned(), None, None),
         None => {
@@ -397,10 +429,17 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
                 .env("ATTEST_ADMIN_EMAIL", &args.admin_email)
                 .env("ATTEST_ADMIN_PASSWORD", &args.admin_password)
                 .env("ATTEST_WS_MAX_CONNECTIONS_PER_USER", (args.connections + 16).to_string())
-                .env("ATTEST_LOG", "warn")
+                // Each commit's log line, whose timestamp is when the commit was announced.
+                .env("ATTEST_LOG", "warn,attest::commits=debug")
+                .env("ATTEST_LOG_FORMAT", "json")
                 .stdout(Stdio::null())
+                .stderr(Stdio::piped())
                 .spawn()
                 .with_context(|| format!("starting {}", bin.display()))?;
+            let mut child = child;
+            if let (Some(stderr), Some(commits)) = (child.stderr.take(), commits.clone()) {
+                tokio::spawn(read_commits(stderr, commits));
+            }
             let pid = child.id();
             (format!("http://127.0.0.1:{port}"), Some(Child(child)), pid)
         }
@@ -475,10 +514,19 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
     tokio::time::sleep(Duration::from_secs(5)).await;
     let cpu = server_pid.and_then(cpu_secs).zip(cpu_before).map(|(after, before)| after - before);
     stop_tx.send_replace(true);
-    let (latencies, error) = collect(handles).await;
+    let (received, error) = collect(handles).await;
     if let Some(e) = error {
         eprintln!("attest: a client failed: {e}");
     }
+    let stream = format!("assessment:{assessment}");
+    let from_commit = commits.map(|commits| {
+        let commits = commits.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        received
+            .iter()
+            .filter_map(|r| commits.get(&(stream.clone(), r.seq)).map(|c| u64::try_from(r.at_us - c).unwrap_or(0)))
+            .collect::<Vec<u64>>()
+    });
+    let latencies: Vec<u64> = received.iter().map(|r| r.from_at_us).collect();
     let attest = Outcome {
         connected,
         live,
@@ -492,6 +540,7 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
         delivered: latencies.len() as u64,
         expected: sent * connected as u64,
         latencies_us: latencies,
+        from_commit_us: from_commit,
     };
     attest.print("attest (graphql-transport-ws, assessmentEvents)");
     drop(_server);
@@ -537,10 +586,12 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
     tokio::time::sleep(Duration::from_secs(5)).await;
     let cpu = pid.and_then(cpu_secs).zip(cpu_before).map(|(after, before)| after - before);
     stop_tx.send_replace(true);
-    let (latencies, error) = collect(handles).await;
+    let (received, error) = collect(handles).await;
     if let Some(e) = error {
         eprintln!("baseline: a client failed: {e}");
     }
+    // A frame is stamped as it is published, which is the broadcast's commit.
+    let latencies: Vec<u64> = received.iter().map(|r| r.from_at_us).collect();
     Outcome {
         connected,
         live,
@@ -553,11 +604,44 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
         round_trips_us: round_trips,
         delivered: latencies.len() as u64,
         expected: sent * connected as u64,
+        from_commit_us: Some(latencies.clone()),
         latencies_us: latencies,
     }
     .print("baseline (bare axum websocket broadcast)");
     let _ = std::fs::remove_dir_all(&dir);
     Ok(())
+}
+
+/// Reads the server's log: each `attest::commits` line gives the moment a commit was announced
+/// (its timestamp) and the stream and sequence numbers it committed; other lines are passed on.
+async fn read_commits(stderr: tokio::process::ChildStderr, commits: Commits) {
+    use tokio::io::AsyncBufReadExt;
+    let mut lines = tokio::io::BufReader::new(stderr).lines();
+    while let Ok(Some(line)) = lines.next_line().await {
+        let Ok(v) = serde_json::from_str::<Value>(&line) else {
+            eprintln!("{line}");
+            continue;
+        };
+        let fields = &v["fields"];
+        let commit = (v["target"] == "attest::commits").then(|| {
+            let at = chrono::DateTime::parse_from_rfc3339(v["timestamp"].as_str()?).ok()?.timestamp_micros();
+            Some((
+                fields["stream"].as_str()?.to_owned(),
+                fields["first_seq"].as_i64()?,
+                fields["last_seq"].as_i64()?,
+                at,
+            ))
+        });
+        match commit.flatten() {
+            Some((stream, first, last, at)) => {
+                let mut commits = commits.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+                for seq in first..=last {
+                    commits.insert((stream.clone(), seq), at);
+                }
+            }
+            None => eprintln!("{line}"),
+        }
+    }
 }
 
 /// How long the clients may take to receive the warm-up frame.

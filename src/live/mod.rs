@@ -168,8 +168,13 @@ impl Hub {
     /// Hands the events a commit of this process appended to the tailer of their stream, if any,
     /// which passes them on without reading them back from the log (or reads, if it sees a gap).
     fn deliver(&self, appended: &crate::db::Appended) {
-        if let (Some(commits), Some(last)) = (&self.inner.commits, appended.events.last()) {
-            commits.add(&appended.stream, last.seq);
+        if let (Some(first), Some(last)) = (appended.events.first(), appended.events.last()) {
+            // When each event was committed, for `attest-load`'s latency from commit to client
+            // (the log line's own timestamp).
+            tracing::debug!(target: "attest::commits", stream = %appended.stream, first_seq = first.seq, last_seq = last.seq);
+            if let Some(commits) = &self.inner.commits {
+                commits.add(&appended.stream, last.seq);
+            }
         }
         let tailer = lock(&self.inner.tailers).get(&appended.stream).cloned();
         if let Some(t) = tailer {
