@@ -61,6 +61,12 @@ impl Group {
         Arc::new(Group { slot: Arc::new(Mutex::new(None)), queued: AtomicUsize::new(0) })
     }
 
+    /// Writers waiting for their turn.
+    #[cfg(test)]
+    pub(super) fn waiting(&self) -> usize {
+        self.queued.load(Ordering::SeqCst)
+    }
+
     /// Waits for this writer's turn, joins the open shared transaction (or opens one), and
     /// starts the writer's savepoint in it.
     pub(super) async fn begin(

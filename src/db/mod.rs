@@ -344,7 +344,62 @@ pub(crate) async fn exec(
 
 #[cfg(test)]
 mod tests {
-    use super::shift_placeholders;
+    use sea_orm::ConnectionTrait;
+
+    use super::{Db, exec, shift_placeholders};
+    use crate::config::DatabaseUrl;
+
+    async fn heads(db: &Db) -> Vec<String> {
+        let rows = db
+            .conn
+            .query_all_raw(super::stmt(db.backend(), "SELECT stream FROM stream_heads ORDER BY stream", []))
+            .await
+            .unwrap();
+        rows.iter().map(|r| r.try_get::<String>("", "stream").unwrap()).filter(|s| s.starts_with("t-")).collect()
+    }
+
+    async fn insert_head(tx: &super::WriteTx, stream: &str) {
+        exec(&**tx, "INSERT INTO stream_heads (stream, seq, hash) VALUES ($1, 0, 'h')", [stream.into()]).await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_writer_that_gives_up_in_a_group_leaves_nothing_and_the_others_commit_together() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = DatabaseUrl::new(format!("sqlite://{}?mode=rwc", dir.path().join("g.db").display()));
+        let db = Db::connect(&url).await.unwrap();
+        db.migrate().await.unwrap();
+        let group = db.group.clone().expect("SQLite writers form groups");
+
+        let first = db.begin_write().await.unwrap();
+        insert_head(&first, "t-first").await;
+        // Two more writers queue behind the first: one writes and gives up, one writes and commits.
+        let gives_up = tokio::spawn({
+            let db = db.clone();
+            async move {
+                let tx = db.begin_write().await.unwrap();
+                insert_head(&tx, "t-given-up").await;
+            }
+        });
+        while group.waiting() < 1 {
+            tokio::task::yield_now().await;
+        }
+        let last = tokio::spawn({
+            let db = db.clone();
+            async move {
+                let tx = db.begin_write().await.unwrap();
+                insert_head(&tx, "t-last").await;
+                tx.commit().await
+            }
+        });
+        while group.waiting() < 2 {
+            tokio::task::yield_now().await;
+        }
+        // Others wait, so the first leaves the commit to them and waits for it.
+        first.commit().await.unwrap();
+        gives_up.await.unwrap();
+        last.await.unwrap().unwrap();
+        assert_eq!(heads(&db).await, ["t-first", "t-last"]);
+    }
 
     #[test]
     fn placeholders_are_renumbered_and_nothing_else_changes() {
