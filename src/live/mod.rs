@@ -149,9 +149,7 @@ impl Hub {
         if self.inner.url.is_postgres() {
             tasks.push(tokio::spawn(pg::announce(self.clone())));
             tasks.push(tokio::spawn(pg::listen(self.clone())));
-            let p = pg::Publisher::new(self.clone());
-            tasks.push(tokio::spawn(pg::publish(self.clone(), p.clone())));
-            publisher = Some(p);
+            publisher = Some(tokio::spawn(pg::publish(self.clone())));
         }
         Running { hub: self.clone(), tasks, publisher }
     }
@@ -280,24 +278,23 @@ impl Drop for ConnectionSlot {
 pub struct Running {
     hub: Hub,
     tasks: Vec<JoinHandle<()>>,
-    /// This server's presence publisher, on PostgreSQL.
-    publisher: Option<Arc<tokio::sync::Mutex<pg::Publisher>>>,
+    /// This server's presence publisher, on PostgreSQL: it ends by itself once told to stop.
+    publisher: Option<JoinHandle<()>>,
 }
 
 impl Running {
-    /// Stops the tasks and, on PostgreSQL, tells the other servers that everyone present here
-    /// left, so that they need not wait for the presence timeout. Call it once the connections
-    /// have closed.
+    /// Stops the tasks and, on PostgreSQL, lets the presence publisher tell the other servers
+    /// that everyone present here left, so that they need not wait for the presence timeout.
     pub async fn stop(mut self) {
         self.hub.stop();
         for t in &self.tasks {
             t.abort();
         }
-        if let Some(publisher) = self.publisher.take() {
-            let farewell = async { publisher.lock().await.farewell().await };
-            if tokio::time::timeout(Duration::from_secs(5), farewell).await.is_err() {
-                tracing::warn!("live: could not tell other servers that this one stopped");
-            }
+        if let Some(mut publisher) = self.publisher.take()
+            && tokio::time::timeout(Duration::from_secs(5), &mut publisher).await.is_err()
+        {
+            publisher.abort();
+            tracing::warn!("live: could not tell other servers that this one stopped");
         }
     }
 }
@@ -305,7 +302,7 @@ impl Running {
 impl Drop for Running {
     fn drop(&mut self) {
         self.hub.stop();
-        for t in &self.tasks {
+        for t in self.tasks.iter().chain(&self.publisher) {
             t.abort();
         }
     }

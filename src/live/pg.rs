@@ -22,7 +22,6 @@
 //! the assessment sees anyway.
 
 use std::collections::{HashMap, HashSet};
-use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::DateTime;
@@ -310,20 +309,20 @@ async fn notify(hub: &Hub, payload: &str) -> Result<(), sea_orm::DbErr> {
 }
 
 /// What this server last told the others about its rooms.
-pub(super) struct Publisher {
+struct Publisher {
     hub: Hub,
     generation: u64,
-    /// Rooms whose last published list was not empty.
+    /// Rooms whose last list sent, or being sent, was not empty: the farewell empties them.
     announced: HashSet<AssessmentId>,
 }
 
 impl Publisher {
-    pub(super) fn new(hub: Hub) -> Arc<tokio::sync::Mutex<Publisher>> {
-        Arc::new(tokio::sync::Mutex::new(Publisher { hub, generation: 0, announced: HashSet::new() }))
-    }
-
     async fn room(&mut self, id: AssessmentId, entries: &[Entry]) {
         self.generation += 1;
+        // Counted before sending: a list that went out only in part still needs a farewell.
+        if !entries.is_empty() {
+            self.announced.insert(id);
+        }
         let server = self.hub.inner.presence.server();
         for payload in encode_room(server, id, self.generation, entries) {
             if let Err(err) = notify(&self.hub, &payload).await {
@@ -334,8 +333,6 @@ impl Publisher {
         }
         if entries.is_empty() {
             self.announced.remove(&id);
-        } else {
-            self.announced.insert(id);
         }
     }
 
@@ -368,7 +365,7 @@ impl Publisher {
     }
 
     /// Tells the others that everyone here left: the server stops.
-    pub(super) async fn farewell(&mut self) {
+    async fn farewell(&mut self) {
         let ids: Vec<AssessmentId> = self.announced.iter().copied().collect();
         for id in ids {
             self.room(id, &[]).await;
@@ -376,17 +373,23 @@ impl Publisher {
     }
 }
 
-/// Publishes this server's presence until aborted: changed rooms as they change (coalesced),
-/// every room with entries at each heartbeat, and drops other servers' lists that went stale.
-pub(super) async fn publish(hub: Hub, publisher: Arc<tokio::sync::Mutex<Publisher>>) {
+/// Publishes this server's presence until the server stops: changed rooms as they change
+/// (coalesced), every room with entries at each heartbeat, and drops other servers' lists that
+/// went stale. When the server stops, it finishes what it was sending and then tells the others
+/// that everyone here left. The farewell comes from this task, after everything it sent before,
+/// so that no earlier list can reach the others after it and bring back people who left.
+pub(super) async fn publish(hub: Hub) {
     let settings = hub.settings().clone();
     let registry = &hub.inner.presence;
+    let mut publisher = Publisher { hub: hub.clone(), generation: 0, announced: HashSet::new() };
+    let mut stopping = hub.shutting_down();
     let mut heartbeat = tokio::time::interval(settings.presence_heartbeat);
     let mut sweep = tokio::time::interval((settings.presence_timeout / 4).max(Duration::from_millis(50)));
     heartbeat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     sweep.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tokio::select! {
+            _ = stopping.wait_for(|stop| *stop) => break,
             _ = registry.queued() => {}
             _ = heartbeat.tick() => registry.republish(),
             _ = sweep.tick() => {
@@ -394,9 +397,13 @@ pub(super) async fn publish(hub: Hub, publisher: Arc<tokio::sync::Mutex<Publishe
                 continue;
             }
         }
-        publisher.lock().await.flush().await;
-        tokio::time::sleep(COALESCE).await;
+        publisher.flush().await;
+        tokio::select! {
+            _ = stopping.wait_for(|stop| *stop) => break,
+            _ = tokio::time::sleep(COALESCE) => {}
+        }
     }
+    publisher.farewell().await;
 }
 
 #[cfg(test)]
