@@ -585,14 +585,14 @@ pub async fn set_answer(state: &AppState, actor: &Actor, input: SetAnswer) -> Re
     if input.note.as_ref().is_some_and(|n| n.chars().count() > MAX_NOTE_CHARS) {
         return Err(AppError::invalid("note", format!("must be at most {MAX_NOTE_CHARS} characters")));
     }
-    // On PostgreSQL, a write first goes without a transaction: one read, then one statement that
-    // appends the event only if the stream's head has not moved since (see
-    // `events::append_alone`). That is two round trips where a transaction holding the head
-    // locked takes four, and no lock to wait for. Should the head have moved, or should the
-    // answer also change the assessment's status, the write is done again the locked way.
-    if state.db.is_postgres()
-        && let Some(answer) = set_answer_unlocked(state, actor, &input).await?
-    {
+    // A write first goes without holding the stream's head: one read, then one write that
+    // appends the event only if the head has not moved since (see `events::append_alone`). On
+    // PostgreSQL that is two round trips where a transaction holding the head locked takes four,
+    // and no lock to wait for; on SQLite the writer's turn in the shared transaction is one trip
+    // to the database's worker thread instead of four, and the read runs outside it, beside the
+    // other writers. Should the head have moved, or should the answer also change the
+    // assessment's status, the write is done again the locked way.
+    if let Some(answer) = set_answer_unlocked(state, actor, &input).await? {
         return Ok(answer);
     }
     let stream = Stream::Assessment(id);
@@ -610,7 +610,7 @@ pub async fn set_answer(state: &AppState, actor: &Actor, input: SetAnswer) -> Re
     Ok(w.answer)
 }
 
-/// `set_answer` without a transaction (PostgreSQL): the answer written, or `None` when it must be
+/// `set_answer` without holding the stream's head: the answer written, or `None` when it must be
 /// written the locked way.
 async fn set_answer_unlocked(state: &AppState, actor: &Actor, input: &SetAnswer) -> Result<Option<Answer>, AppError> {
     let (id, stream) = (input.assessment_id, Stream::Assessment(input.assessment_id));

@@ -308,6 +308,25 @@ macro_rules! chain_of_assessment {
     };
 }
 
+/// SQLite's read for an answer write: the assessment `a` with the member role `m`, the stream's
+/// head, the ancestry, and the answers as one JSON array. Parameters: assessment, user, stream,
+/// assessment.
+macro_rules! sqlite_for_answer {
+    () => {
+        concat!(
+            "WITH RECURSIVE ",
+            chain_of_assessment!("$1"),
+            "SELECT a.*, m.role AS member_role, h.seq AS head_seq, h.hash AS head_hash, h.seq AS seen_seq, \
+             (SELECT string_agg(chain.unit, ',' ORDER BY chain.depth) FROM chain) AS ancestry, \
+             (SELECT json_group_array(json_object('q', x.question_id, 'v', x.value, 'n', x.note, 'r', x.revision, \
+             'c', json(CASE WHEN x.carried_over THEN 'true' ELSE 'false' END), 'b', x.updated_by, \
+             't', x.updated_at) ORDER BY x.question_id) FROM answers x WHERE x.assessment_id = a.id) AS answer_rows \
+             FROM assessments a LEFT JOIN assessment_members m ON m.assessment_id = a.id AND m.user_id = $2 \
+             LEFT JOIN stream_heads h ON h.stream = $3 WHERE a.id = $4"
+        )
+    };
+}
+
 /// The assessment `a` with the member role `m`, its ancestry and, one per row, its answers `x`:
 /// as rows, not as one JSON array, which took PostgreSQL twice as long to build (50 answers).
 macro_rules! postgres_for_answer {
@@ -322,8 +341,8 @@ macro_rules! postgres_for_answer {
 /// Reads what `assessment_access` and `answers` read, with the head of `stream`, in one round
 /// trip; `None` when the assessment does not exist. With `lock`, the head is locked first: one
 /// statement on PostgreSQL (see `ForAnswer::fresh`), two in one request on SQLite, whose head
-/// update takes the database's write lock before anything is read. Without it (PostgreSQL only),
-/// it is a plain read as of one moment, for a write that checks the head has not moved since.
+/// update takes the database's write lock before anything is read. Without it, it is a plain read
+/// as of one moment, for a write that checks the head has not moved since.
 pub async fn for_answer(
     conn: &impl ConnectionTrait,
     stream: &str,
@@ -331,17 +350,9 @@ pub async fn for_answer(
     user: UserId,
     lock: bool,
 ) -> Result<Option<ForAnswer>, AppError> {
-    const SQLITE: &str = concat!(
-        "UPDATE stream_heads SET seq = seq WHERE stream = $1; WITH RECURSIVE ",
-        chain_of_assessment!("$2"),
-        "SELECT a.*, m.role AS member_role, h.seq AS head_seq, h.hash AS head_hash, h.seq AS seen_seq, \
-         (SELECT string_agg(chain.unit, ',' ORDER BY chain.depth) FROM chain) AS ancestry, \
-         (SELECT json_group_array(json_object('q', x.question_id, 'v', x.value, 'n', x.note, 'r', x.revision, \
-         'c', json(CASE WHEN x.carried_over THEN 'true' ELSE 'false' END), 'b', x.updated_by, \
-         't', x.updated_at) ORDER BY x.question_id) FROM answers x WHERE x.assessment_id = a.id) AS answer_rows \
-         FROM assessments a LEFT JOIN assessment_members m ON m.assessment_id = a.id AND m.user_id = $2 \
-         LEFT JOIN stream_heads h ON h.stream = $3 WHERE a.id = $4"
-    );
+    // On SQLite the locked read first takes the database's write lock, in the same request.
+    const SQLITE_LOCKED: &str = concat!("UPDATE stream_heads SET seq = seq WHERE stream = $1; ", sqlite_for_answer!());
+    const SQLITE: &str = sqlite_for_answer!();
     const POSTGRES_LOCKED: &str = concat!(
         "WITH RECURSIVE head AS (UPDATE stream_heads SET seq = seq WHERE stream = $1 RETURNING seq, hash), ",
         chain_of_assessment!("$2"),
@@ -376,8 +387,8 @@ pub async fn for_answer(
     let (sql, values) = match (backend, lock) {
         (sea_orm::DbBackend::Postgres, true) => (POSTGRES_LOCKED, vec![stream, &id_text, &user_text, &id_text, stream]),
         (sea_orm::DbBackend::Postgres, false) => (POSTGRES, vec![&id_text, &user_text, stream, &id_text]),
-        (_, true) => (SQLITE, vec![stream, &id_text, &user_text, stream, &id_text]),
-        (_, false) => return Err(AppError::internal(anyhow::anyhow!("SQLite reads for a write hold its lock"))),
+        (_, true) => (SQLITE_LOCKED, vec![stream, &id_text, &user_text, stream, &id_text]),
+        (_, false) => (SQLITE, vec![&id_text, &user_text, stream, &id_text]),
     };
     let values = values.into_iter().map(|v| sea_orm::Value::from(v.to_owned()));
     // All rows are read, so that SQLite runs both of its statements in one request.

@@ -3,7 +3,9 @@
 //! while another is working join one shared database transaction: each runs inside its own
 //! savepoint, so that its failure rolls back its own changes only, and the last writer of the
 //! group commits for all, with one sync. Nobody is told of success before that shared commit:
-//! a writer whose savepoint was released waits for it, and fails if it fails.
+//! a writer whose savepoint was released waits for it, and fails if it fails. A writer's turn is
+//! either a `WriteTx` (savepoint begun, statements, released) or, for a write that read before its
+//! turn, one request that opens and releases its savepoint itself (`events::insert_alone`).
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -67,12 +69,8 @@ impl Group {
         self.queued.load(Ordering::SeqCst)
     }
 
-    /// Waits for this writer's turn, joins the open shared transaction (or opens one), and
-    /// starts the writer's savepoint in it.
-    pub(super) async fn begin(
-        self: &Arc<Self>,
-        conn: &DatabaseConnection,
-    ) -> Result<(Turn, DatabaseTransaction), AppError> {
+    /// Waits for this writer's turn and joins the open shared transaction, or opens one.
+    pub(super) async fn turn(self: &Arc<Self>, conn: &DatabaseConnection) -> Result<Turn, AppError> {
         let mut slot = {
             let _queued = Queued::new(&self.queued);
             self.slot.clone().lock_owned().await
@@ -80,16 +78,30 @@ impl Group {
         if slot.is_none() {
             *slot = Some(Batch { tx: conn.begin().await?, waiters: Vec::new(), announcements: Vec::new() });
         }
-        let savepoint = slot.as_ref().expect("the batch was just opened").tx.begin().await?;
-        Ok((Turn { group: self.clone(), slot }, savepoint))
+        Ok(Turn { group: self.clone(), slot })
+    }
+
+    /// As `turn`, and starts the writer's savepoint in the shared transaction.
+    pub(super) async fn begin(
+        self: &Arc<Self>,
+        conn: &DatabaseConnection,
+    ) -> Result<(Turn, DatabaseTransaction), AppError> {
+        let turn = self.turn(conn).await?;
+        let savepoint = turn.tx().begin().await?;
+        Ok((turn, savepoint))
     }
 }
 
 impl Turn {
+    /// The shared transaction.
+    pub(super) fn tx(&self) -> &DatabaseTransaction {
+        &self.slot.as_ref().expect("a turn holds an open batch").tx
+    }
+
     /// Releases the writer's savepoint and returns once the shared commit that includes it is
-    /// durable: made by this writer if nobody else is waiting, or by a later one.
+    /// durable (see `done`).
     pub(super) async fn commit(
-        mut self,
+        self,
         savepoint: DatabaseTransaction,
         advanced: Vec<Appended>,
         announce: &Announcer,
@@ -98,6 +110,13 @@ impl Turn {
             self.abandon(announce);
             return Err(e.into());
         }
+        self.done(advanced, announce).await
+    }
+
+    /// Ends the turn of a writer whose changes stand in the shared transaction, and returns once
+    /// the shared commit that includes them is durable: made by this writer if nobody else is
+    /// waiting, or by a later one.
+    pub(super) async fn done(mut self, advanced: Vec<Appended>, announce: &Announcer) -> Result<(), AppError> {
         let batch = self.slot.as_mut().expect("a turn holds an open batch");
         batch.announcements.extend(advanced);
         if self.group.queued.load(Ordering::SeqCst) > 0 && batch.waiters.len() < MAX_GROUP {
@@ -110,6 +129,16 @@ impl Turn {
             };
         }
         flush(self.slot, announce).await
+    }
+
+    /// Ends the turn of a writer that could not undo its own changes: the whole shared
+    /// transaction rolls back, and the writers waiting for it are told that it failed.
+    pub(super) fn fail(mut self) {
+        if let Some(batch) = self.slot.take() {
+            for waiter in batch.waiters {
+                let _ = waiter.send(false);
+            }
+        }
     }
 
     /// Gives up the turn of a writer that did not commit (its savepoint is rolled back by

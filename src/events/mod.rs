@@ -164,10 +164,10 @@ pub async fn append_with(
     Ok(event)
 }
 
-/// Appends one event with `writes` as a transaction of its own, without holding the stream's
-/// head locked, on PostgreSQL: `head` is the head as the caller read it, and the append takes
-/// place only if no other writer moved it since (see `db::events::insert_alone`). `None` when
-/// one did: what the caller read may be out of date, and nothing was written.
+/// Appends one event with `writes`, committed when this returns, without holding the stream's
+/// head locked: `head` is the head as the caller read it, and the append takes place only if no
+/// other writer moved it since (see `db::events::insert_alone`). `None` when one did: what the
+/// caller read may be out of date, and nothing was written.
 #[allow(clippy::too_many_arguments)]
 pub async fn append_alone(
     db: &db::Db,
