@@ -12,7 +12,7 @@
 use std::borrow::Cow;
 use std::collections::{HashMap, VecDeque};
 use std::pin::Pin;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::task::{Context, Poll};
 
 use async_graphql::futures_util::stream::BoxStream;
@@ -20,6 +20,7 @@ use async_graphql::futures_util::{Stream, StreamExt};
 use async_graphql::parser::types::{ExecutableDocument, Field};
 use async_graphql::registry::Registry;
 use async_graphql::{ContextSelectionSet, Data, Name, OutputType, Positioned, Request, Response, ServerResult, Value};
+use axum::extract::ws::Utf8Bytes;
 
 use super::AttestSchema;
 use super::types::GqlEvent;
@@ -139,8 +140,48 @@ type RenderKey = (AssessmentId, i64, RequestKey, Name);
 
 #[derive(Default)]
 struct Kept {
-    map: HashMap<RenderKey, Arc<str>>,
+    /// Looked up once per event and subscriber, hence a fast hash: the keys are ours, not an
+    /// attacker's to choose (ids, sequence numbers, a hash of the request, a field name).
+    map: HashMap<RenderKey, Arc<Rendered>, foldhash::fast::RandomState>,
     order: VecDeque<RenderKey>,
+}
+
+/// An event's payload as one request renders it, and the whole `next` message that carries it,
+/// built once for the subscribers whose messages start alike (same protocol and operation id:
+/// clients of one application tend to number their operations alike).
+pub(super) struct Rendered {
+    payload: Box<str>,
+    /// The message's text before the payload, and the whole message.
+    message: OnceLock<(Box<str>, Utf8Bytes)>,
+}
+
+impl Rendered {
+    fn new(payload: String) -> Rendered {
+        Rendered { payload: payload.into(), message: OnceLock::new() }
+    }
+
+    /// The `next` message that is `prefix`, the payload and a closing brace: shared with the
+    /// subscribers before whose prefix was the same, built otherwise.
+    pub(super) fn message(&self, prefix: &str) -> Utf8Bytes {
+        if let Some((p, message)) = self.message.get()
+            && **p == *prefix
+        {
+            return message.clone();
+        }
+        let message = Utf8Bytes::from(framed(prefix, &self.payload));
+        // The first prefix keeps the shared message; any other builds its own each time.
+        let _ = self.message.set((prefix.into(), message.clone()));
+        message
+    }
+}
+
+/// `prefix`, `payload` and a closing brace: a `next` message.
+pub(super) fn framed(prefix: &str, payload: &str) -> String {
+    let mut text = String::with_capacity(prefix.len() + payload.len() + 1);
+    text.push_str(prefix);
+    text.push_str(payload);
+    text.push('}');
+    text
 }
 
 impl Payloads {
@@ -153,11 +194,11 @@ impl Payloads {
         self.inner.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    fn get(&self, key: &RenderKey) -> Option<Arc<str>> {
+    fn get(&self, key: &RenderKey) -> Option<Arc<Rendered>> {
         self.lock().map.get(key).cloned()
     }
 
-    fn put(&self, key: RenderKey, payload: Arc<str>) {
+    fn put(&self, key: RenderKey, payload: Arc<Rendered>) {
         let mut kept = self.lock();
         if kept.map.contains_key(&key) {
             return;
@@ -184,7 +225,7 @@ pub(super) struct Relay {
 #[derive(Default)]
 struct RelayState {
     /// Payloads to send, in order, before anything the executor returns next.
-    ready: VecDeque<Arc<str>>,
+    ready: VecDeque<Arc<Rendered>>,
     /// Per root field (by response key), the event it handed to the executor last.
     rendering: Vec<RenderKey>,
 }
@@ -195,9 +236,12 @@ impl Relay {
         self.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    /// The payloads waiting to be sent, oldest first.
-    pub(super) fn take_ready(&self) -> VecDeque<Arc<str>> {
-        std::mem::take(&mut self.lock().ready)
+    /// Hands the payloads waiting to be sent to `send`, oldest first. The queue keeps its room
+    /// for the next ones.
+    pub(super) fn drain_ready(&self, mut send: impl FnMut(&Rendered)) {
+        for rendered in self.lock().ready.drain(..) {
+            send(&rendered);
+        }
     }
 
     /// The executor returned `response`, whose payload is `payload`: if it is the rendering of an
@@ -212,7 +256,7 @@ impl Relay {
             state.rendering.swap_remove(i)
         };
         if response.errors.is_empty() && fields.len() == 1 {
-            self.payloads.put(key, payload.into());
+            self.payloads.put(key, Arc::new(Rendered::new(payload)));
         }
     }
 }
@@ -297,17 +341,21 @@ mod tests {
         (AssessmentId::new(), seq, RequestKey::from_text(request), Name::new("assessmentEvents"))
     }
 
-    fn text(payload: Option<Arc<str>>) -> Option<String> {
-        payload.map(|p| p.to_string())
+    fn text(payload: Option<Arc<Rendered>>) -> Option<String> {
+        payload.map(|p| p.payload.to_string())
+    }
+
+    fn rendered(payload: &str) -> Arc<Rendered> {
+        Arc::new(Rendered::new(payload.to_owned()))
     }
 
     #[test]
     fn the_oldest_payloads_leave_first_when_the_cache_is_full() {
         let cache = Payloads::new(2);
         let (a, b, c) = (key(1, "q"), key(2, "q"), key(3, "q"));
-        cache.put(a.clone(), "1".into());
-        cache.put(b.clone(), "2".into());
-        cache.put(c.clone(), "3".into());
+        cache.put(a.clone(), rendered("1"));
+        cache.put(b.clone(), rendered("2"));
+        cache.put(c.clone(), rendered("3"));
         assert!(cache.get(&a).is_none());
         assert_eq!(text(cache.get(&b)).as_deref(), Some("2"));
         assert_eq!(text(cache.get(&c)).as_deref(), Some("3"));
@@ -318,9 +366,9 @@ mod tests {
     fn a_payload_is_kept_under_its_own_request_event_and_field_only() {
         let cache = Payloads::new(8);
         let k = key(1, "{ seq }");
-        cache.put(k.clone(), "first".into());
+        cache.put(k.clone(), rendered("first"));
         // A second rendering of the same key does not replace the first.
-        cache.put(k.clone(), "second".into());
+        cache.put(k.clone(), rendered("second"));
         assert_eq!(text(cache.get(&k)).as_deref(), Some("first"));
         assert!(cache.get(&(k.0, 1, RequestKey::from_text("{ at }"), k.3.clone())).is_none());
         assert!(cache.get(&(k.0, 2, k.2, k.3.clone())).is_none());
@@ -347,6 +395,18 @@ mod tests {
         relay.rendered(&failed, "b".into());
         assert!(payloads.get(&b).is_none(), "a response with errors is not kept");
         assert!(relay.lock().rendering.is_empty());
+    }
+
+    #[test]
+    fn subscribers_with_the_same_prefix_share_one_message_and_others_get_their_own() {
+        let r = rendered(r#"{"data":1}"#);
+        let first = r.message(r#"{"type":"next","id":"1","payload":"#);
+        let again = r.message(r#"{"type":"next","id":"1","payload":"#);
+        assert_eq!(first.as_str(), r#"{"type":"next","id":"1","payload":{"data":1}}"#);
+        assert_eq!(first.as_str().as_ptr(), again.as_str().as_ptr(), "the same bytes, not a copy");
+        let other = r.message(r#"{"type":"data","id":"x","payload":"#);
+        assert_eq!(other.as_str(), r#"{"type":"data","id":"x","payload":{"data":1}}"#);
+        assert_eq!(r.message(r#"{"type":"next","id":"1","payload":"#).as_str(), first.as_str());
     }
 
     #[test]

@@ -94,11 +94,7 @@ struct Operation {
 
 impl Operation {
     fn frame(&self, payload: &str) -> Message {
-        let mut text = String::with_capacity(self.prefix.len() + payload.len() + 1);
-        text.push_str(&self.prefix);
-        text.push_str(payload);
-        text.push('}');
-        Message::Text(text.into())
+        Message::Text(live::framed(&self.prefix, payload).into())
     }
 }
 
@@ -185,9 +181,8 @@ impl<I: Stream<Item = Bytes> + Unpin> Protocol<I> {
             let polled = op.responses.poll_next_unpin(cx);
             // Events sent as shared text come first: they were taken before anything the
             // executor returned in this poll.
-            for payload in op.relay.take_ready() {
-                self.queue.push_back(op.frame(&payload));
-            }
+            let queue = &mut self.queue;
+            op.relay.drain_ready(|rendered| queue.push_back(Message::Text(rendered.message(&op.prefix))));
             match polled {
                 Poll::Ready(Some(response)) => {
                     let payload = serde_json::to_string(&response).unwrap_or_else(|err| {
