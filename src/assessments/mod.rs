@@ -591,11 +591,15 @@ pub async fn set_answer(state: &AppState, actor: &Actor, input: SetAnswer) -> Re
     // and no lock to wait for; on SQLite the writer's turn in the shared transaction is one trip
     // to the database's worker thread instead of four, and the read runs outside it, beside the
     // other writers. Should the head have moved, or should the answer also change the
-    // assessment's status, the write is done again the locked way.
-    if let Some(answer) = set_answer_unlocked(state, actor, &input).await? {
+    // assessment's status, the write is done again the locked way. So it is at once when this
+    // process is already writing to the assessment: the head would most likely move meanwhile.
+    let stream = Stream::Assessment(id);
+    let writing = state.db.writing(&stream.key());
+    if writing.alone()
+        && let Some(answer) = set_answer_unlocked(state, actor, &input).await?
+    {
         return Ok(answer);
     }
-    let stream = Stream::Assessment(id);
     let (tx, Access { assessment, .. }, all) = begin_answering(state, actor, id, Action::Answer).await?;
     let now = tx.now(&state.clock);
     let w = match plan_answer(state, &*tx, actor, &input, assessment, all, now).await? {

@@ -8,6 +8,7 @@ pub mod events;
 mod group;
 pub mod org;
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
@@ -46,6 +47,35 @@ pub struct Db {
     /// after every such commit in this process, and by the live hub when another process
     /// announces one. What was read about a session before it moved may be out of date.
     org_changes: Arc<AtomicU64>,
+    /// Answer writes in progress in this process, per stream (see `Db::writing`).
+    writing: Arc<std::sync::Mutex<HashMap<String, usize>>>,
+}
+
+/// An answer write in progress on a stream, counted until dropped (see `Db::writing`).
+pub struct Writing {
+    streams: Arc<std::sync::Mutex<HashMap<String, usize>>>,
+    stream: String,
+    alone: bool,
+}
+
+impl Writing {
+    /// Whether no other answer write to the stream was in progress in this process when this
+    /// one began.
+    pub fn alone(&self) -> bool {
+        self.alone
+    }
+}
+
+impl Drop for Writing {
+    fn drop(&mut self) {
+        let mut streams = self.streams.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        if let Some(n) = streams.get_mut(&self.stream) {
+            *n -= 1;
+            if *n == 0 {
+                streams.remove(&self.stream);
+            }
+        }
+    }
 }
 
 /// A stream that a committed transaction advanced, and the events the transaction appended to
@@ -203,6 +233,7 @@ impl Db {
             appended: Announcer::default(),
             templates: assessments::TemplateCache::default(),
             org_changes: Arc::new(AtomicU64::new(0)),
+            writing: Arc::default(),
         })
     }
 
@@ -248,6 +279,19 @@ impl Db {
         if org_changed {
             self.org_changed();
         }
+    }
+
+    /// Counts an answer write to `stream` as in progress until the returned guard is dropped.
+    /// A write that reads before it takes its place in the stream (`events::append_alone`) is
+    /// refused, and done again, whenever another write to the stream commits in between: when
+    /// this process is already writing to the stream, that is likely, and the caller had better
+    /// take the stream's lock at once.
+    pub fn writing(&self, stream: &str) -> Writing {
+        let mut streams = self.writing.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let n = streams.entry(stream.to_owned()).or_insert(0);
+        *n += 1;
+        let alone = *n == 1;
+        Writing { streams: self.writing.clone(), stream: stream.to_owned(), alone }
     }
 
     /// How many changes to agencies' streams this process has heard of (see `org_changes`).
@@ -309,6 +353,11 @@ pub struct Write {
 }
 
 impl Write {
+    /// A statement written with PostgreSQL's `$1` placeholders, in order, once each.
+    pub fn new(sql: &'static str, values: Vec<sea_orm::Value>) -> Write {
+        Write { sql, values }
+    }
+
     pub(crate) async fn run(self, conn: &impl ConnectionTrait) -> Result<u64, AppError> {
         exec(conn, self.sql, self.values).await
     }

@@ -180,3 +180,55 @@ async fn events_page_through_a_stream_with_cursors() {
     }
     assert_eq!(seen, (1..=i64::try_from(total).unwrap()).collect::<Vec<_>>());
 }
+
+fn event(seq: i64, prev_hash: &str, hash: &str) -> attest::events::Event {
+    attest::events::Event {
+        position: 0,
+        stream: "t-alone".into(),
+        seq,
+        kind: "test".into(),
+        actor: "system".into(),
+        at: "2026-12-01T00:00:00.000000Z".into(),
+        payload: json!({ "seq": seq }),
+        prev_hash: prev_hash.into(),
+        hash: hash.into(),
+    }
+}
+
+/// A write that the event carries: a new stream head named `stream`.
+fn new_head(stream: &str) -> attest::db::Write {
+    attest::db::Write::new("INSERT INTO stream_heads (stream, seq, hash) VALUES ($1, 0, 'h')", vec![stream.into()])
+}
+
+#[tokio::test]
+async fn a_write_after_a_head_that_moved_is_refused_with_what_it_carries_and_later_writes_go_on() {
+    let app = TestApp::spawn().await;
+    let db = &app.state.db;
+    let tx = db.begin_write().await.unwrap();
+    let (seq, genesis) = attest::db::events::lock_head(&*tx, "t-alone").await.unwrap();
+    tx.commit().await.unwrap();
+    assert_eq!(seq, 0);
+
+    // Two writers read the head at 0; the first takes place 1.
+    let first = attest::db::events::insert_alone(db, event(1, &genesis, "h1"), vec![new_head("t-first")]).await;
+    assert_eq!(first.unwrap().map(|e| e.seq), Some(1));
+    let second = attest::db::events::insert_alone(db, event(1, &genesis, "h1b"), vec![new_head("t-refused")]).await;
+    assert!(second.unwrap().is_none(), "place 1 is taken");
+    // A writer after the head as it now stands goes on, and nothing of the refused one stays.
+    let third = attest::db::events::insert_alone(db, event(2, "h1", "h2"), vec![new_head("t-third")]).await;
+    assert_eq!(third.unwrap().map(|e| e.seq), Some(2));
+    let rows = db
+        .conn
+        .query_all_raw(sea_orm::Statement::from_string(
+            db.backend(),
+            "SELECT stream FROM stream_heads WHERE stream LIKE 't-%' ORDER BY stream",
+        ))
+        .await
+        .unwrap();
+    let heads: Vec<String> = rows.iter().map(|r| r.try_get("", "stream").unwrap()).collect();
+    assert_eq!(heads, ["t-alone", "t-first", "t-third"]);
+    assert_eq!(attest::db::events::head(&db.conn, "t-alone").await.unwrap(), Some((2, "h2".to_owned())));
+    let events = attest::db::events::page(&db.conn, "t-alone", 0, 10).await.unwrap();
+    let hashes: Vec<&str> = events.iter().map(|e| e.hash.as_str()).collect();
+    assert_eq!(hashes, ["h1", "h2"]);
+}
