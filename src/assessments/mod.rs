@@ -615,30 +615,63 @@ pub async fn set_answer(state: &AppState, actor: &Actor, input: SetAnswer) -> Re
 }
 
 /// `set_answer` without holding the stream's head: the answer written, or `None` when it must be
-/// written the locked way.
+/// written the locked way. It starts from what this user's last write to the assessment left
+/// (`db::assessments::AnswerStates`) when that was kept, and from a read otherwise. Only a write
+/// may start from a kept state, since the write's place in the stream proves the state current:
+/// should the kept state decide anything else (the answer is unchanged, the revision is stale,
+/// the assessment is locked), the decision is taken again from a read.
 async fn set_answer_unlocked(state: &AppState, actor: &Actor, input: &SetAnswer) -> Result<Option<Answer>, AppError> {
     let (id, stream) = (input.assessment_id, Stream::Assessment(input.assessment_id));
-    let loaded = db::assessments::for_answer(&state.db.conn, &stream.key(), id, actor.user_id, false).await?;
-    let loaded =
-        loaded.filter(|l| l.assessment.agency_id == actor.agency_id).ok_or(AppError::NotFound("assessment"))?;
-    let Some(head) = loaded.head.clone() else { return Ok(None) };
-    let (Access { assessment, .. }, all) = authorized_for_answer(actor, Action::Answer, loaded)?;
-    let now = state.clock.now_micros();
-    let w = match plan_answer(state, &state.db.conn, actor, input, assessment, all, now).await? {
-        AnswerPlan::Unchanged(answer) => return Ok(Some(answer)),
-        AnswerPlan::Write(w) if w.resumed_from.is_none() => w,
-        AnswerPlan::Write(_) => return Ok(None),
-    };
-    let written =
-        events::append_alone(&state.db, now, &stream, head, w.kind, actor.event_actor(), w.payload, w.writes).await?;
-    Ok(written.map(|_| w.answer))
+    let generation = state.db.org_generation();
+    let mut kept = state.db.answer_states.take(id, actor.user_id, generation);
+    loop {
+        let from_kept = kept.is_some();
+        let loaded = match kept.take() {
+            Some(loaded) => loaded,
+            None => {
+                let loaded =
+                    db::assessments::for_answer(&state.db.conn, &stream.key(), id, actor.user_id, false).await?;
+                loaded.filter(|l| l.assessment.agency_id == actor.agency_id).ok_or(AppError::NotFound("assessment"))?
+            }
+        };
+        let Some(head) = loaded.head.clone() else { return Ok(None) };
+        let (access, all) = match authorized_for_answer(actor, Action::Answer, loaded) {
+            Ok(found) => found,
+            Err(_) if from_kept => continue,
+            Err(err) => return Err(err),
+        };
+        let Access { assessment, ancestry, role } = access;
+        let now = state.clock.now_micros();
+        let w = match plan_answer(state, &state.db.conn, actor, input, assessment, all, now).await {
+            Ok(AnswerPlan::Write(w)) if w.resumed_from.is_none() => w,
+            Ok(_) | Err(_) if from_kept => continue,
+            Ok(AnswerPlan::Unchanged(answer)) => return Ok(Some(answer)),
+            Ok(AnswerPlan::Write(_)) => return Ok(None),
+            Err(err) => return Err(err),
+        };
+        let AnswerWrite { answer, kind, payload, writes, after, .. } = *w;
+        let written =
+            events::append_alone(&state.db, now, &stream, head, kind, actor.event_actor(), payload, writes).await?;
+        let Some(event) = written else { return Ok(None) };
+        let (assessment, answers) = after;
+        let left = db::assessments::ForAnswer {
+            head: Some((event.seq, event.hash.clone())),
+            fresh: true,
+            assessment,
+            role,
+            ancestry,
+            answers,
+        };
+        state.db.answer_states.put(id, actor.user_id, generation, left);
+        return Ok(Some(answer));
+    }
 }
 
 /// What `setAnswer` decided from the state it read.
 enum AnswerPlan {
     /// Nothing changes: the answer as it stands.
     Unchanged(Answer),
-    Write(AnswerWrite),
+    Write(Box<AnswerWrite>),
 }
 
 /// A change of answer: its event and the writes that record it.
@@ -650,6 +683,8 @@ struct AnswerWrite {
     /// The assessment's status before, when answering moves it to in progress: that change is an
     /// event of its own, before the answer's.
     resumed_from: Option<Status>,
+    /// The assessment and all its answers once the write is done.
+    after: (Assessment, Vec<Answer>),
 }
 
 /// Checks `input` against the template and the answers read, and works out the new answer and
@@ -726,7 +761,7 @@ async fn plan_answer(
     // The answer and the assessment's row are written with the event that records them.
     let writes = vec![db::assessments::answer_write(a.id, &answer)?, db::assessments::progress_write(&a)];
     let kind = if answer.value.is_some() { "answer.set" } else { "answer.cleared" };
-    Ok(AnswerPlan::Write(AnswerWrite { answer, kind, payload, writes, resumed_from }))
+    Ok(AnswerPlan::Write(Box::new(AnswerWrite { answer, kind, payload, writes, resumed_from, after: (a, all) })))
 }
 
 /// Confirms an answer carried over from an earlier cycle, keeping its value.

@@ -278,6 +278,59 @@ pub async fn assessment_access(
     Ok(Some((a, role, ancestry)))
 }
 
+/// What the last answer write of a user to an assessment in this process left behind, as its
+/// next write would read it (`for_answer`), so that the next write need not read it again. A
+/// guess, never trusted alone: a write from it appends only at the place after its head, which
+/// the log refuses if anything changed the assessment since (every change moves its stream's
+/// head), and an entry kept before an agency's units or roles changed is not used (`generation`,
+/// see `Db::org_generation`). Bounded: the oldest entries leave first.
+pub struct AnswerStates {
+    inner: std::sync::Mutex<KeptStates>,
+}
+
+#[derive(Default)]
+struct KeptStates {
+    map: HashMap<(AssessmentId, UserId), (u64, ForAnswer)>,
+    order: std::collections::VecDeque<(AssessmentId, UserId)>,
+}
+
+/// Entries kept at most: an entry holds one assessment's answers.
+const ANSWER_STATES: usize = 256;
+
+impl Default for AnswerStates {
+    fn default() -> Self {
+        AnswerStates { inner: std::sync::Mutex::new(KeptStates::default()) }
+    }
+}
+
+impl AnswerStates {
+    fn lock(&self) -> std::sync::MutexGuard<'_, KeptStates> {
+        // Every critical section is one map or queue operation: a poisoned lock is still consistent.
+        self.inner.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Takes the entry of the user on the assessment, if it was kept at `generation`.
+    pub fn take(&self, id: AssessmentId, user: UserId, generation: u64) -> Option<ForAnswer> {
+        let mut kept = self.lock();
+        let (kept_at, state) = kept.map.remove(&(id, user))?;
+        kept.order.retain(|k| *k != (id, user));
+        (kept_at == generation).then_some(state)
+    }
+
+    /// Keeps what the user's write to the assessment left, as of `generation`.
+    pub fn put(&self, id: AssessmentId, user: UserId, generation: u64, state: ForAnswer) {
+        let mut kept = self.lock();
+        if kept.map.insert((id, user), (generation, state)).is_none() {
+            kept.order.push_back((id, user));
+        }
+        while kept.order.len() > ANSWER_STATES {
+            if let Some(old) = kept.order.pop_front() {
+                kept.map.remove(&old);
+            }
+        }
+    }
+}
+
 /// What a write of an answer starts from, read in one statement.
 pub struct ForAnswer {
     /// The stream head (sequence, hash), locked if asked; `None` when the stream has no head yet.

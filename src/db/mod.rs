@@ -43,6 +43,8 @@ pub struct Db {
     appended: Announcer,
     /// Parsed templates, which never change once stored.
     pub templates: assessments::TemplateCache,
+    /// What recent answer writes left, for the next write of the same user to the same assessment.
+    pub answer_states: Arc<assessments::AnswerStates>,
     /// Counts the changes to agencies' streams (users, roles, sessions, units) heard of: moved
     /// after every such commit in this process, and by the live hub when another process
     /// announces one. What was read about a session before it moved may be out of date.
@@ -232,6 +234,7 @@ impl Db {
             group,
             appended: Announcer::default(),
             templates: assessments::TemplateCache::default(),
+            answer_states: Arc::default(),
             org_changes: Arc::new(AtomicU64::new(0)),
             writing: Arc::default(),
         })

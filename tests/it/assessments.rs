@@ -765,6 +765,49 @@ async fn assigned_sections_are_listed_for_their_editor() {
     assert_eq!(theirs["myAssignments"], json!([]));
 }
 
+/// The revision and value of a `setAnswer` that must succeed.
+fn written(body: &Value) -> (i64, Value) {
+    assert!(body.get("errors").is_none(), "{body}");
+    (body["data"]["setAnswer"]["revision"].as_i64().unwrap(), body["data"]["setAnswer"]["value"].clone())
+}
+
+#[tokio::test]
+async fn a_writer_whose_own_last_write_is_out_of_date_gets_the_latest_state_and_loses_no_change() {
+    let app = TestApp::spawn().await;
+    let w = world(&app).await;
+    let id = create(&app, &w, RISK).await;
+    let q = "intake-purpose";
+    assert_eq!(written(&set(&app, &w.editor, &id, q, json!("a"), None).await).0, 1);
+    assert_eq!(written(&set(&app, &w.editor, &id, q, json!("mine"), None).await).0, 2);
+    // Someone else changes the answer after the editor's last write.
+    assert_eq!(written(&set(&app, &w.editor2, &id, q, json!("theirs"), None).await).0, 3);
+    // From the editor's last write, "mine" would change nothing; but the answer is "theirs" now.
+    assert_eq!(written(&set(&app, &w.editor, &id, q, json!("mine"), None).await), (4, json!("mine")));
+    // The editor saw the other's next change (revision 5) and builds on it.
+    assert_eq!(written(&set(&app, &w.editor2, &id, q, json!("theirs again"), None).await).0, 5);
+    assert_eq!(written(&set(&app, &w.editor, &id, q, json!("on top"), Some(5)).await), (6, json!("on top")));
+    // A stale expectation is still refused.
+    assert_eq!(code(&set(&app, &w.editor, &id, q, json!("late"), Some(5)).await), "CONFLICT");
+    // Once removed from the assessment, the editor may write no more, whatever its last write saw.
+    app.ok(
+        Some(&w.manager),
+        "mutation($id: ID!, $u: ID!) { setAssessmentMember(assessmentId: $id, userId: $u, role: null) { members { role } } }",
+        json!({ "id": id, "u": w.editor_id }),
+    )
+    .await;
+    assert_eq!(code(&set(&app, &w.editor, &id, q, json!("removed"), None).await), "FORBIDDEN");
+    let data = app
+        .ok(
+            Some(&w.manager),
+            "query($id: ID!) { assessment(id: $id) { answers { questionId value revision } } }",
+            json!({ "id": id }),
+        )
+        .await;
+    assert_eq!(data["assessment"]["answers"], json!([{ "questionId": q, "value": "on top", "revision": 6 }]));
+    let report = attest::replay::rebuild(&app.state.db, true).await.unwrap();
+    assert!(report.differences.is_empty(), "{:?}", report.differences);
+}
+
 #[tokio::test]
 async fn every_change_to_an_assessment_is_an_event_in_its_own_verified_stream() {
     let app = TestApp::spawn().await;
