@@ -283,19 +283,43 @@ pub async fn assessment_access(
 /// guess, never trusted alone: a write from it appends only at the place after its head, which
 /// the log refuses if anything changed the assessment since (every change moves its stream's
 /// head), and an entry kept before an agency's units or roles changed is not used (`generation`,
-/// see `Db::org_generation`). Bounded: the oldest entries leave first.
+/// see `Db::org_generation`). Bounded in entries and in bytes: the oldest entries leave first, and
+/// an entry larger than 1 MiB (answers may hold long texts) is not kept.
 pub struct AnswerStates {
     inner: std::sync::Mutex<KeptStates>,
 }
 
 #[derive(Default)]
 struct KeptStates {
-    map: HashMap<(AssessmentId, UserId), (u64, ForAnswer)>,
+    /// Each entry with its generation and its size in bytes (about).
+    map: HashMap<(AssessmentId, UserId), (u64, usize, ForAnswer)>,
     order: std::collections::VecDeque<(AssessmentId, UserId)>,
+    /// The sizes of all entries.
+    bytes: usize,
 }
 
 /// Entries kept at most: an entry holds one assessment's answers.
 const ANSWER_STATES: usize = 256;
+/// Bytes kept at most (about), and the largest entry kept: answers may hold long texts.
+const ANSWER_STATES_BYTES: usize = 16 << 20;
+const ANSWER_STATE_BYTES: usize = 1 << 20;
+
+/// About how many bytes an answer holds: its texts and its value's.
+fn answer_size(a: &Answer) -> usize {
+    fn value_size(v: &serde_json::Value) -> usize {
+        match v {
+            serde_json::Value::String(s) => s.len() + 8,
+            serde_json::Value::Array(items) => items.iter().map(value_size).sum::<usize>() + 8,
+            serde_json::Value::Object(fields) => fields.iter().map(|(k, v)| k.len() + value_size(v)).sum::<usize>() + 8,
+            _ => 8,
+        }
+    }
+    std::mem::size_of::<Answer>()
+        + a.question_id.len()
+        + a.updated_by.len()
+        + a.note.as_ref().map_or(0, String::len)
+        + a.value.as_ref().map_or(0, value_size)
+}
 
 impl Default for AnswerStates {
     fn default() -> Self {
@@ -312,20 +336,31 @@ impl AnswerStates {
     /// Takes the entry of the user on the assessment, if it was kept at `generation`.
     pub fn take(&self, id: AssessmentId, user: UserId, generation: u64) -> Option<ForAnswer> {
         let mut kept = self.lock();
-        let (kept_at, state) = kept.map.remove(&(id, user))?;
+        let (kept_at, size, state) = kept.map.remove(&(id, user))?;
+        kept.bytes -= size;
         kept.order.retain(|k| *k != (id, user));
         (kept_at == generation).then_some(state)
     }
 
-    /// Keeps what the user's write to the assessment left, as of `generation`.
+    /// Keeps what the user's write to the assessment left, as of `generation`, unless it is too
+    /// large to be worth keeping.
     pub fn put(&self, id: AssessmentId, user: UserId, generation: u64, state: ForAnswer) {
+        let size = state.answers.iter().map(answer_size).sum::<usize>() + std::mem::size_of::<ForAnswer>();
         let mut kept = self.lock();
-        if kept.map.insert((id, user), (generation, state)).is_none() {
-            kept.order.push_back((id, user));
+        if let Some((_, old, _)) = kept.map.remove(&(id, user)) {
+            kept.bytes -= old;
+            kept.order.retain(|k| *k != (id, user));
         }
-        while kept.order.len() > ANSWER_STATES {
-            if let Some(old) = kept.order.pop_front() {
-                kept.map.remove(&old);
+        if size > ANSWER_STATE_BYTES {
+            return;
+        }
+        kept.map.insert((id, user), (generation, size, state));
+        kept.order.push_back((id, user));
+        kept.bytes += size;
+        while kept.order.len() > ANSWER_STATES || kept.bytes > ANSWER_STATES_BYTES {
+            let Some(old) = kept.order.pop_front() else { break };
+            if let Some((_, size, _)) = kept.map.remove(&old) {
+                kept.bytes -= size;
             }
         }
     }
@@ -867,4 +902,74 @@ pub async fn replace_assessment_rows(conn: &impl ConnectionTrait, rows: &Assessm
         .await?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn state(note_bytes: usize) -> ForAnswer {
+        let assessment = Assessment {
+            id: AssessmentId::new(),
+            agency_id: AgencyId::new(),
+            unit_id: UnitId::new(),
+            template_id: TemplateId::new(),
+            title: "t".into(),
+            subject: "s".into(),
+            due_date: None,
+            status: Status::InProgress,
+            previous_id: None,
+            created_by: UserId::new(),
+            created_at: 0,
+            updated_at: 0,
+            approval: None,
+            return_reason: None,
+            required_total: 1,
+            required_answered: 1,
+            highest_residual: None,
+            highest_residual_rank: None,
+        };
+        let answer = Answer {
+            question_id: "q".into(),
+            value: Some(serde_json::json!("v")),
+            note: Some("n".repeat(note_bytes)),
+            revision: 1,
+            carried_over: false,
+            updated_by: "u".into(),
+            updated_at: 0,
+        };
+        ForAnswer {
+            head: Some((1, "h".into())),
+            fresh: true,
+            assessment,
+            role: None,
+            ancestry: Vec::new(),
+            answers: vec![answer],
+        }
+    }
+
+    #[test]
+    fn kept_answer_states_are_bounded_in_bytes_and_a_state_too_large_is_not_kept() {
+        let states = AnswerStates::default();
+        let user = UserId::new();
+        let ids: Vec<AssessmentId> = (0..20).map(|_| AssessmentId::new()).collect();
+        // 20 states of about 1,000,000 bytes each: the oldest leave to stay within 16 MiB.
+        for id in &ids {
+            states.put(*id, user, 7, state(1_000_000));
+        }
+        assert!(states.lock().bytes <= ANSWER_STATES_BYTES);
+        assert!(states.take(ids[0], user, 7).is_none(), "the oldest left");
+        assert!(states.take(ids[19], user, 7).is_some(), "the newest stayed");
+        // Kept at another generation: not used.
+        assert!(states.take(ids[18], user, 8).is_none());
+        let large = AssessmentId::new();
+        states.put(large, user, 7, state(2_000_000));
+        assert!(states.take(large, user, 7).is_none(), "a state over 1 MiB is not kept");
+        let (count, bytes) = {
+            let kept = states.lock();
+            (kept.map.len(), kept.map.values().map(|(_, size, _)| size).sum::<usize>())
+        };
+        assert_eq!(states.lock().bytes, bytes, "the running total matches the entries");
+        assert_eq!(states.lock().order.len(), count);
+    }
 }
