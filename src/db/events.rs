@@ -46,18 +46,14 @@ pub async fn insert(tx: &WriteTx, e: &Event, writes: Vec<Write>) -> Result<i64, 
             tx.query_one_raw(postgres_insert(e, payload, writes, notify)).await?.ok_or_else(|| head_missing(e))?;
         return Ok(row.try_get("", "position")?);
     }
-    let rows = tx.query_all_raw(sqlite_insert(e, payload, writes, None)).await?;
+    let rows = tx.query_all_raw(sqlite_insert(e, payload, writes)).await?;
     sqlite_position(e, &rows)
 }
 
 /// `insert` on SQLite. SQLite takes several statements in one request, each with its own
 /// parameters in turn: one trip to the connection's worker thread instead of one per statement.
-/// With `savepoint`, they run inside a savepoint of that name, released at the end.
-fn sqlite_insert(e: &Event, payload: String, writes: Vec<Write>, savepoint: Option<&str>) -> sea_orm::Statement {
+fn sqlite_insert(e: &Event, payload: String, writes: Vec<Write>) -> sea_orm::Statement {
     let mut sql = String::new();
-    if let Some(name) = savepoint {
-        sql.push_str(&format!("SAVEPOINT {name}; "));
-    }
     let mut values: Vec<sea_orm::Value> = Vec::new();
     for w in writes {
         sql.push_str(w.sql);
@@ -69,9 +65,6 @@ fn sqlite_insert(e: &Event, payload: String, writes: Vec<Write>, savepoint: Opti
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8) RETURNING position; \
          UPDATE stream_heads SET seq = $9, hash = $10 WHERE stream = $11",
     );
-    if let Some(name) = savepoint {
-        sql.push_str(&format!("; RELEASE {name}"));
-    }
     values.extend(event_values(e, payload));
     values.extend([e.seq.into(), e.hash.clone().into(), e.stream.clone().into()]);
     stmt(sea_orm::DbBackend::Sqlite, &sql, values)
@@ -92,12 +85,12 @@ fn sqlite_position(e: &Event, rows: &[sea_orm::QueryResult]) -> Result<i64, AppE
 /// place is taken. Once committed, the event is announced as `WriteTx::commit` announces. `None`
 /// when the place was taken.
 ///
-/// On PostgreSQL it is one statement, a transaction of its own. On SQLite it is one request in
-/// the writers' shared transaction (see `group`), inside a savepoint of its own: the writer's
-/// turn lasts one trip to the connection's worker thread, where a locked write takes four.
+/// On PostgreSQL it is one statement, a transaction of its own. On SQLite the group's appender
+/// runs it in the writers' shared transaction, most often in one request with the other appends
+/// waiting (see `group::Appends`).
 pub async fn insert_alone(db: &Db, e: Event, writes: Vec<Write>) -> Result<Option<Arc<Event>>, AppError> {
     let payload = serde_jcs::to_string(&e.payload).map_err(AppError::internal)?;
-    let Some(group) = &db.group else {
+    let Some(appends) = &db.appends else {
         let row = match db.conn.query_one_raw(postgres_insert(&e, payload, writes, !db.appended.is_set())).await {
             Ok(row) => row.ok_or_else(|| head_missing(&e))?,
             Err(err) if taken(&err) => return Ok(None),
@@ -107,42 +100,18 @@ pub async fn insert_alone(db: &Db, e: Event, writes: Vec<Write>) -> Result<Optio
         db.committed(vec![Appended { stream: event.stream.clone(), events: vec![event.clone()] }]);
         return Ok(Some(event));
     };
-    const SAVEPOINT: &str = "attest_alone";
-    let turn = group.turn(&db.conn).await?;
-    let rows = match turn.tx().query_all_raw(sqlite_insert(&e, payload, writes, Some(SAVEPOINT))).await {
-        Ok(rows) => rows,
-        Err(err) => {
-            // The request stopped at the failing statement: undo what ran before it.
-            let undo = format!("ROLLBACK TO {SAVEPOINT}; RELEASE {SAVEPOINT}");
-            match turn.tx().execute_unprepared(&undo).await {
-                Ok(_) => turn.abandon(&db.appended),
-                Err(undo_err) => {
-                    tracing::error!(error = %undo_err, "a failed write could not be undone: its group rolls back");
-                    turn.fail();
-                }
-            }
-            return if taken(&err) { Ok(None) } else { Err(err.into()) };
-        }
-    };
-    let event = match sqlite_position(&e, &rows) {
-        Ok(position) => Arc::new(Event { position, ..e }),
-        Err(err) => {
-            // The savepoint was released: only the whole group can undo this write.
-            turn.fail();
-            return Err(err);
-        }
-    };
-    let advanced = vec![Appended { stream: event.stream.clone(), events: vec![event.clone()] }];
-    let org_changed = crate::events::Stream::is_agency_key(&event.stream);
-    turn.done(advanced, &db.appended).await?;
-    if org_changed {
+    let org_changed = crate::events::Stream::is_agency_key(&e.stream);
+    let request = sqlite_insert(&e, payload, writes);
+    let values = request.values.map(|v| v.0).unwrap_or_default();
+    let event = appends.append(request.sql, values, e).await?;
+    if org_changed && event.is_some() {
         db.org_changed();
     }
-    Ok(Some(event))
+    Ok(event)
 }
 
 /// Whether the error is the log's refusal of a second event at the same place in a stream.
-fn taken(err: &sea_orm::DbErr) -> bool {
+pub(super) fn taken(err: &sea_orm::DbErr) -> bool {
     matches!(err.sql_err(), Some(sea_orm::SqlErr::UniqueConstraintViolation(m))
         if m.contains("events_stream_seq_key") || m.contains("events.stream, events.seq"))
 }

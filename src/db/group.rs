@@ -3,21 +3,29 @@
 //! while another is working join one shared database transaction: each runs inside its own
 //! savepoint, so that its failure rolls back its own changes only, and the last writer of the
 //! group commits for all, with one sync. Nobody is told of success before that shared commit:
-//! a writer whose savepoint was released waits for it, and fails if it fails. A writer's turn is
-//! either a `WriteTx` (savepoint begun, statements, released) or, for a write that read before its
-//! turn, one request that opens and releases its savepoint itself (`events::insert_alone`).
+//! a writer whose savepoint was released waits for it, and fails if it fails.
+//!
+//! A `WriteTx` takes a turn of its own (savepoint begun, statements, released). Appends that read
+//! before their turn (`events::insert_alone`) have nothing left to decide in it, so they do not
+//! take turns one by one: one task (`Appends`) runs all those waiting in one request to the
+//! connection's worker thread, and commits them together. Each trip to that thread costs two
+//! thread switches, which on SQLite bound the rate of writes more than the sync does.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use sea_orm::{DatabaseConnection, DatabaseTransaction, TransactionTrait};
-use tokio::sync::{Mutex, OwnedMutexGuard, oneshot};
+use sea_orm::{ConnectionTrait, DatabaseConnection, DatabaseTransaction, TransactionTrait};
+use tokio::sync::{Mutex, OwnedMutexGuard, mpsc, oneshot};
 
 use super::{Announcer, Appended};
 use crate::error::AppError;
+use crate::events::Event;
 
 /// The most writers one shared commit acknowledges: a bound on how long the first of them waits.
 const MAX_GROUP: usize = 512;
+
+/// The most appends sent in one request: each binds a few dozen values, SQLite allows 32,766.
+const MAX_BATCH: usize = 64;
 
 /// The writers of one process to one SQLite database.
 pub(super) struct Group {
@@ -131,6 +139,14 @@ impl Turn {
         flush(self.slot, announce).await
     }
 
+    /// Commits the shared transaction now, with `advanced` to announce once it is durable.
+    async fn commit_all(mut self, advanced: Vec<Appended>, announce: &Announcer) -> Result<(), AppError> {
+        if let Some(batch) = self.slot.as_mut() {
+            batch.announcements.extend(advanced);
+        }
+        flush(self.slot, announce).await
+    }
+
     /// Ends the turn of a writer that could not undo its own changes: the whole shared
     /// transaction rolls back, and the writers waiting for it are told that it failed.
     pub(super) fn fail(mut self) {
@@ -173,4 +189,200 @@ async fn flush(mut slot: OwnedMutexGuard<Option<Batch>>, announce: &Announcer) -
         }
     }
     result.map_err(Into::into)
+}
+
+/// Runs the appends of writers that read before their turn (`events::insert_alone`) for them:
+/// one task takes what waits, runs it in as few requests as it can inside the group's shared
+/// transaction, and commits. A writer is told of its append only once that commit is durable.
+#[derive(Clone)]
+pub(super) struct Appends(mpsc::UnboundedSender<Append>);
+
+/// One append: its statements in SQLite's form (the writes it records, the event's insert
+/// returning its position, the head's move), their values, and the event.
+struct Append {
+    sql: String,
+    values: Vec<sea_orm::Value>,
+    event: Event,
+    reply: oneshot::Sender<Result<Option<Arc<Event>>, AppError>>,
+}
+
+/// An append whose statements ran in the open shared transaction, waiting for its commit.
+struct Standing {
+    event: Arc<Event>,
+    reply: oneshot::Sender<Result<Option<Arc<Event>>, AppError>>,
+}
+
+/// How a request of appends ended.
+enum Ran {
+    /// Every append either stands in the transaction or was told why not.
+    Done,
+    /// A failure could not be undone: the shared transaction must roll back.
+    Broken(AppError),
+}
+
+impl Appends {
+    /// Starts the task that runs the appends; it ends when the last `Appends` is dropped.
+    pub(super) fn start(group: Arc<Group>, conn: DatabaseConnection, announce: Announcer) -> Appends {
+        let (send, inbox) = mpsc::unbounded_channel();
+        tokio::spawn(run_appends(group, conn, announce, inbox));
+        Appends(send)
+    }
+
+    /// Appends `event` with the statements of `sql` (`?` placeholders, `values` in order), which
+    /// end with the event's insert returning its position and the head's move. Returns once the
+    /// append is durable; `None` when the log refused the event's place (another writer moved
+    /// the head), in which case nothing was written.
+    pub(super) async fn append(
+        &self,
+        sql: String,
+        values: Vec<sea_orm::Value>,
+        event: Event,
+    ) -> Result<Option<Arc<Event>>, AppError> {
+        let (reply, told) = oneshot::channel();
+        self.0
+            .send(Append { sql, values, event, reply })
+            .map_err(|_| AppError::internal(anyhow::anyhow!("the database's writer has stopped")))?;
+        told.await.map_err(|_| AppError::internal(anyhow::anyhow!("an append was dropped before its commit")))?
+    }
+}
+
+async fn run_appends(
+    group: Arc<Group>,
+    conn: DatabaseConnection,
+    announce: Announcer,
+    mut inbox: mpsc::UnboundedReceiver<Append>,
+) {
+    while let Some(first) = inbox.recv().await {
+        let mut next = vec![first];
+        let turn = match group.turn(&conn).await {
+            Ok(turn) => turn,
+            Err(e) => {
+                let message = crate::error::LogDisplay(&e).to_string();
+                for a in next {
+                    let _ = a.reply.send(Err(AppError::internal(anyhow::anyhow!("{message}"))));
+                }
+                continue;
+            }
+        };
+        // What arrives while a request runs goes into the same transaction, up to a bound on how
+        // long the first writer waits for the commit.
+        let mut standing: Vec<Standing> = Vec::new();
+        let mut broken = None;
+        loop {
+            while next.len() < MAX_BATCH {
+                match inbox.try_recv() {
+                    Ok(a) => next.push(a),
+                    Err(_) => break,
+                }
+            }
+            if next.is_empty() {
+                break;
+            }
+            if let Ran::Broken(e) = run_batch(turn.tx(), std::mem::take(&mut next), &mut standing).await {
+                broken = Some(e);
+                break;
+            }
+            if standing.len() >= MAX_GROUP {
+                break;
+            }
+        }
+        let result = match broken {
+            Some(e) => {
+                turn.fail();
+                Err(e)
+            }
+            None => {
+                let advanced = standing
+                    .iter()
+                    .map(|s| Appended { stream: s.event.stream.clone(), events: vec![s.event.clone()] })
+                    .collect();
+                turn.commit_all(advanced, &announce).await
+            }
+        };
+        let message = result.as_ref().err().map(|e| crate::error::LogDisplay(e).to_string());
+        for s in standing {
+            let told = match &message {
+                None => Ok(Some(s.event)),
+                Some(m) => Err(AppError::internal(anyhow::anyhow!("the shared commit of a write group failed: {m}"))),
+            };
+            let _ = s.reply.send(told);
+        }
+    }
+}
+
+/// Runs `appends` in one request inside a savepoint; if any of them fails, undoes the request
+/// and runs each on its own, so that one append's refusal or error is its alone.
+async fn run_batch(tx: &DatabaseTransaction, appends: Vec<Append>, standing: &mut Vec<Standing>) -> Ran {
+    if appends.len() > 1 {
+        const SAVEPOINT: &str = "attest_batch";
+        let mut sql = format!("SAVEPOINT {SAVEPOINT}");
+        let mut values = Vec::new();
+        for a in &appends {
+            sql.push_str("; ");
+            sql.push_str(&a.sql);
+            values.extend(a.values.iter().cloned());
+        }
+        sql.push_str(&format!("; RELEASE {SAVEPOINT}"));
+        let request = sea_orm::Statement::from_sql_and_values(sea_orm::DbBackend::Sqlite, sql, values);
+        match tx.query_all_raw(request).await {
+            Ok(rows) => return stand(appends, &rows, standing),
+            Err(_) => {
+                if let Err(e) = tx.execute_unprepared(&format!("ROLLBACK TO {SAVEPOINT}; RELEASE {SAVEPOINT}")).await {
+                    return broken(appends, e.into());
+                }
+            }
+        }
+    }
+    for a in appends {
+        if let Ran::Broken(e) = run_one(tx, a, standing).await {
+            return Ran::Broken(e);
+        }
+    }
+    Ran::Done
+}
+
+/// Runs one append inside a savepoint of its own.
+async fn run_one(tx: &DatabaseTransaction, a: Append, standing: &mut Vec<Standing>) -> Ran {
+    const SAVEPOINT: &str = "attest_alone";
+    let sql = format!("SAVEPOINT {SAVEPOINT}; {}; RELEASE {SAVEPOINT}", a.sql);
+    let request = sea_orm::Statement::from_sql_and_values(sea_orm::DbBackend::Sqlite, sql, a.values.clone());
+    match tx.query_all_raw(request).await {
+        Ok(rows) => stand(vec![a], &rows, standing),
+        Err(err) => {
+            // The request stopped at the failing statement: undo what ran before it.
+            if let Err(e) = tx.execute_unprepared(&format!("ROLLBACK TO {SAVEPOINT}; RELEASE {SAVEPOINT}")).await {
+                return broken(vec![a], e.into());
+            }
+            let told = if super::events::taken(&err) { Ok(None) } else { Err(err.into()) };
+            let _ = a.reply.send(told);
+            Ran::Done
+        }
+    }
+}
+
+/// Records the appends whose request ran, from its rows: one per append, with its position, in
+/// order. Every statement runs only when all rows are read: a request that stopped at its first
+/// row would leave the head where it was.
+fn stand(appends: Vec<Append>, rows: &[sea_orm::QueryResult], standing: &mut Vec<Standing>) -> Ran {
+    let positions: Result<Vec<i64>, _> = rows.iter().map(|r| r.try_get::<i64>("", "position")).collect();
+    match positions {
+        Ok(positions) if positions.len() == appends.len() => {
+            for (a, position) in appends.into_iter().zip(positions) {
+                standing.push(Standing { event: Arc::new(Event { position, ..a.event }), reply: a.reply });
+            }
+            Ran::Done
+        }
+        // The savepoint was released: only the whole group can undo these appends.
+        _ => broken(appends, AppError::internal(anyhow::anyhow!("appending events returned no position"))),
+    }
+}
+
+/// Tells `appends` that the shared transaction fails with `e`.
+fn broken(appends: Vec<Append>, e: AppError) -> Ran {
+    tracing::error!(error = %crate::error::LogDisplay(&e), "a failed write could not be undone: its group rolls back");
+    let message = crate::error::LogDisplay(&e).to_string();
+    for a in appends {
+        let _ = a.reply.send(Err(AppError::internal(anyhow::anyhow!("{message}"))));
+    }
+    Ran::Broken(e)
 }

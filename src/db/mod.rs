@@ -37,6 +37,8 @@ pub struct Db {
     /// (`group`). PostgreSQL needs neither: stream heads are row-locked, and the server already
     /// flushes concurrent commits together.
     group: Option<Arc<group::Group>>,
+    /// On SQLite, runs the appends that read before their turn (see `group::Appends`).
+    appends: Option<group::Appends>,
     /// Told after each commit which streams it advanced. Live subscribers in this process take
     /// the events from it; other processes learn of commits through PostgreSQL's NOTIFY (see
     /// `events`).
@@ -229,10 +231,13 @@ impl Db {
         }
         let conn = Database::connect(opts).await.with_context(|| format!("cannot connect to the database at {url}"))?;
         let group = (!url.is_postgres()).then(group::Group::new);
+        let appended = Announcer::default();
+        let appends = group.clone().map(|g| group::Appends::start(g, conn.clone(), appended.clone()));
         Ok(Db {
             conn,
             group,
-            appended: Announcer::default(),
+            appends,
+            appended,
             templates: assessments::TemplateCache::default(),
             answer_states: Arc::default(),
             org_changes: Arc::new(AtomicU64::new(0)),

@@ -182,9 +182,13 @@ async fn events_page_through_a_stream_with_cursors() {
 }
 
 fn event(seq: i64, prev_hash: &str, hash: &str) -> attest::events::Event {
+    event_in("t-alone", seq, prev_hash, hash)
+}
+
+fn event_in(stream: &str, seq: i64, prev_hash: &str, hash: &str) -> attest::events::Event {
     attest::events::Event {
         position: 0,
-        stream: "t-alone".into(),
+        stream: stream.into(),
         seq,
         kind: "test".into(),
         actor: "system".into(),
@@ -193,6 +197,62 @@ fn event(seq: i64, prev_hash: &str, hash: &str) -> attest::events::Event {
         prev_hash: prev_hash.into(),
         hash: hash.into(),
     }
+}
+
+#[tokio::test]
+async fn writes_that_arrive_together_commit_together_and_a_refused_one_fails_alone() {
+    let app = TestApp::spawn().await;
+    let db = &app.state.db;
+    let streams: Vec<String> = (0..8).map(|i| format!("t-w{i}")).collect();
+    let tx = db.begin_write().await.unwrap();
+    let (_, genesis) = attest::db::events::lock_head(&*tx, "t-alone").await.unwrap();
+    for s in &streams {
+        attest::db::events::lock_head(&*tx, s).await.unwrap();
+    }
+    tx.commit().await.unwrap();
+
+    // On SQLite another writer holds the turn while the rest arrive, so they are gathered into
+    // one request; two of them race for place 1 of the same stream.
+    let holder = db.begin_write().await.unwrap();
+    attest::db::events::lock_head(&*holder, "t-holder").await.unwrap();
+    let mut writers = Vec::new();
+    let mut write = |e: attest::events::Event, head: String| {
+        let db = db.clone();
+        writers
+            .push(tokio::spawn(async move { attest::db::events::insert_alone(&db, e, vec![new_head(&head)]).await }));
+    };
+    for (i, s) in streams.iter().enumerate() {
+        write(event_in(s, 1, &genesis, &format!("h{i}")), format!("t-new{i}"));
+    }
+    write(event(1, &genesis, "race-a"), "t-race-a".into());
+    write(event(1, &genesis, "race-b"), "t-race-b".into());
+    for _ in 0..50 {
+        tokio::task::yield_now().await;
+    }
+    holder.commit().await.unwrap();
+
+    let mut results = Vec::new();
+    for w in writers {
+        results.push(w.await.unwrap().unwrap());
+    }
+    let (own, race) = results.split_at(streams.len());
+    let mut positions: Vec<i64> =
+        own.iter().map(|e| e.as_ref().expect("a write to its own stream stands").position).collect();
+    positions.sort_unstable();
+    positions.dedup();
+    assert_eq!(positions.len(), streams.len(), "each event has a place of its own in the log");
+    let winners: Vec<&str> = race.iter().flatten().map(|e| e.hash.as_str()).collect();
+    assert_eq!(winners.len(), 1, "one of the two racing writes takes place 1, the other is refused");
+    let (winner, loser) = if winners[0] == "race-a" { ("t-race-a", "t-race-b") } else { ("t-race-b", "t-race-a") };
+
+    for (i, s) in streams.iter().enumerate() {
+        assert_eq!(attest::db::events::head(&db.conn, s).await.unwrap(), Some((1, format!("h{i}"))));
+        assert!(attest::db::events::head(&db.conn, &format!("t-new{i}")).await.unwrap().is_some());
+    }
+    assert_eq!(attest::db::events::head(&db.conn, "t-alone").await.unwrap(), Some((1, winners[0].to_owned())));
+    assert!(attest::db::events::head(&db.conn, winner).await.unwrap().is_some());
+    assert!(attest::db::events::head(&db.conn, loser).await.unwrap().is_none(), "nothing of the refused write stays");
+    assert!(attest::db::events::head(&db.conn, "t-holder").await.unwrap().is_some());
 }
 
 /// A write that the event carries: a new stream head named `stream`.
