@@ -89,6 +89,17 @@ impl Group {
         Ok(Turn { group: self.clone(), slot })
     }
 
+    /// Opens the next shared transaction ahead of its first writer, unless one is open or a
+    /// writer holds the turn. SQLite's deferred `BEGIN` takes no lock and reads nothing: the
+    /// transaction starts to write, and takes the database's write lock, at its first statement.
+    async fn open(&self, conn: &DatabaseConnection) -> Result<(), AppError> {
+        let Ok(mut slot) = self.slot.try_lock() else { return Ok(()) };
+        if slot.is_none() {
+            *slot = Some(Batch { tx: conn.begin().await?, waiters: Vec::new(), announcements: Vec::new() });
+        }
+        Ok(())
+    }
+
     /// As `turn`, and starts the writer's savepoint in the shared transaction.
     pub(super) async fn begin(
         self: &Arc<Self>,
@@ -306,6 +317,13 @@ async fn run_appends(
                 Some(m) => Err(AppError::internal(anyhow::anyhow!("the shared commit of a write group failed: {m}"))),
             };
             let _ = s.reply.send(told);
+        }
+        // The writers just told come back soon: their transaction's `BEGIN` need not wait for
+        // them.
+        if message.is_none()
+            && let Err(e) = group.open(&conn).await
+        {
+            tracing::warn!(error = %crate::error::LogDisplay(&e), "could not open the next write transaction ahead");
         }
     }
 }
