@@ -33,6 +33,8 @@ pub(super) struct Group {
     /// Writers waiting for their turn. A writer that finishes while others wait leaves the commit
     /// to them.
     queued: AtomicUsize,
+    /// Where commits announce what they appended.
+    announce: Announcer,
 }
 
 /// The shared transaction, open while a group forms.
@@ -44,31 +46,54 @@ pub(super) struct Batch {
     announcements: Vec<Appended>,
 }
 
-/// A writer's turn: the group's slot, held from `begin` to commit or drop.
+/// A writer's turn: the group's slot, held from `begin` to commit or drop. A turn dropped before
+/// it ends (its writer gave up, or its request was cancelled) commits for the writers already
+/// waiting if nobody else is in line to.
 pub(super) struct Turn {
     group: Arc<Group>,
-    slot: OwnedMutexGuard<Option<Batch>>,
+    /// Present until the turn ends.
+    slot: Option<OwnedMutexGuard<Option<Batch>>>,
 }
 
-/// Counts a writer as queued while it waits, even if its future is dropped while waiting.
-struct Queued<'a>(&'a AtomicUsize);
+/// Counts a writer as queued while it waits. A writer whose future is dropped while it waits
+/// (its request was cancelled) may have been left the commit of writers already done: a task
+/// then takes the turn in its place and commits for them (`Group::commit_left`).
+struct Queued<'a> {
+    group: &'a Arc<Group>,
+    served: bool,
+}
 
 impl<'a> Queued<'a> {
-    fn new(n: &'a AtomicUsize) -> Self {
-        n.fetch_add(1, Ordering::SeqCst);
-        Queued(n)
+    fn new(group: &'a Arc<Group>) -> Self {
+        group.queued.fetch_add(1, Ordering::SeqCst);
+        Queued { group, served: false }
     }
 }
 
 impl Drop for Queued<'_> {
     fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::SeqCst);
+        self.group.queued.fetch_sub(1, Ordering::SeqCst);
+        if !self.served && tokio::runtime::Handle::try_current().is_ok() {
+            tokio::spawn(self.group.clone().commit_left());
+        }
     }
 }
 
 impl Group {
-    pub(super) fn new() -> Arc<Group> {
-        Arc::new(Group { slot: Arc::new(Mutex::new(None)), queued: AtomicUsize::new(0) })
+    pub(super) fn new(announce: Announcer) -> Arc<Group> {
+        Arc::new(Group { slot: Arc::new(Mutex::new(None)), queued: AtomicUsize::new(0), announce })
+    }
+
+    /// Commits the open transaction for the writers waiting for it, unless a writer in line will.
+    async fn commit_left(self: Arc<Self>) {
+        let slot = self.slot.clone().lock_owned().await;
+        if self.queued.load(Ordering::SeqCst) > 0 {
+            return;
+        }
+        let left = slot.as_ref().is_some_and(|b| !b.waiters.is_empty() || !b.announcements.is_empty());
+        if left && let Err(e) = flush(slot, &self.announce).await {
+            tracing::error!(error = %crate::error::LogDisplay(&e), "commit of a write group failed");
+        }
     }
 
     /// Writers waiting for their turn.
@@ -80,13 +105,15 @@ impl Group {
     /// Waits for this writer's turn and joins the open shared transaction, or opens one.
     pub(super) async fn turn(self: &Arc<Self>, conn: &DatabaseConnection) -> Result<Turn, AppError> {
         let mut slot = {
-            let _queued = Queued::new(&self.queued);
-            self.slot.clone().lock_owned().await
+            let mut queued = Queued::new(self);
+            let slot = self.slot.clone().lock_owned().await;
+            queued.served = true;
+            slot
         };
         if slot.is_none() {
             *slot = Some(Batch { tx: conn.begin().await?, waiters: Vec::new(), announcements: Vec::new() });
         }
-        Ok(Turn { group: self.clone(), slot })
+        Ok(Turn { group: self.clone(), slot: Some(slot) })
     }
 
     /// Opens the next shared transaction ahead of its first writer, unless one is open or a
@@ -112,33 +139,30 @@ impl Group {
 }
 
 impl Turn {
+    fn batch(&mut self) -> &mut Batch {
+        self.slot.as_mut().and_then(|slot| slot.as_mut()).expect("a turn holds an open batch")
+    }
+
     /// The shared transaction.
     pub(super) fn tx(&self) -> &DatabaseTransaction {
-        &self.slot.as_ref().expect("a turn holds an open batch").tx
+        &self.slot.as_ref().and_then(|slot| slot.as_ref()).expect("a turn holds an open batch").tx
     }
 
     /// Releases the writer's savepoint and returns once the shared commit that includes it is
     /// durable (see `done`).
-    pub(super) async fn commit(
-        self,
-        savepoint: DatabaseTransaction,
-        advanced: Vec<Appended>,
-        announce: &Announcer,
-    ) -> Result<(), AppError> {
-        if let Err(e) = savepoint.commit().await {
-            self.abandon(announce);
-            return Err(e.into());
-        }
-        self.done(advanced, announce).await
+    pub(super) async fn commit(self, savepoint: DatabaseTransaction, advanced: Vec<Appended>) -> Result<(), AppError> {
+        savepoint.commit().await?;
+        self.done(advanced).await
     }
 
     /// Ends the turn of a writer whose changes stand in the shared transaction, and returns once
     /// the shared commit that includes them is durable: made by this writer if nobody else is
     /// waiting, or by a later one.
-    pub(super) async fn done(mut self, advanced: Vec<Appended>, announce: &Announcer) -> Result<(), AppError> {
-        let batch = self.slot.as_mut().expect("a turn holds an open batch");
+    pub(super) async fn done(mut self, advanced: Vec<Appended>) -> Result<(), AppError> {
+        let queued = self.group.queued.load(Ordering::SeqCst) > 0;
+        let batch = self.batch();
         batch.announcements.extend(advanced);
-        if self.group.queued.load(Ordering::SeqCst) > 0 && batch.waiters.len() < MAX_GROUP {
+        if queued && batch.waiters.len() < MAX_GROUP {
             let (told, wait) = oneshot::channel();
             batch.waiters.push(told);
             drop(self);
@@ -147,34 +171,41 @@ impl Turn {
                 _ => Err(AppError::internal(anyhow::anyhow!("the shared commit of a write group failed"))),
             };
         }
-        flush(self.slot, announce).await
+        // In a task of its own, so that the commit completes for the writers waiting for it even
+        // if this writer's request is cancelled meanwhile.
+        let slot = self.slot.take().expect("a turn holds the slot until it ends");
+        let announce = self.group.announce.clone();
+        tokio::spawn(async move { flush(slot, &announce).await })
+            .await
+            .map_err(|e| AppError::internal(anyhow::Error::new(e)))?
     }
 
     /// Commits the shared transaction now, with `advanced` to announce once it is durable.
-    async fn commit_all(mut self, advanced: Vec<Appended>, announce: &Announcer) -> Result<(), AppError> {
-        if let Some(batch) = self.slot.as_mut() {
-            batch.announcements.extend(advanced);
-        }
-        flush(self.slot, announce).await
+    async fn commit_all(mut self, advanced: Vec<Appended>) -> Result<(), AppError> {
+        self.batch().announcements.extend(advanced);
+        let slot = self.slot.take().expect("a turn holds the slot until it ends");
+        flush(slot, &self.group.announce).await
     }
 
     /// Ends the turn of a writer that could not undo its own changes: the whole shared
     /// transaction rolls back, and the writers waiting for it are told that it failed.
     pub(super) fn fail(mut self) {
-        if let Some(batch) = self.slot.take() {
+        if let Some(batch) = self.slot.as_mut().and_then(|slot| slot.take()) {
             for waiter in batch.waiters {
                 let _ = waiter.send(false);
             }
         }
     }
+}
 
-    /// Gives up the turn of a writer that did not commit (its savepoint is rolled back by
-    /// dropping it). Someone must still commit for writers already waiting: the next writer in
-    /// line if there is one, otherwise a task started here.
-    pub(super) fn abandon(self, announce: &Announcer) {
-        if self.group.queued.load(Ordering::SeqCst) == 0 && self.slot.is_some() {
-            let announce = announce.clone();
-            let slot = self.slot;
+impl Drop for Turn {
+    /// Gives up a turn that did not end (the writer's own savepoint is rolled back by dropping
+    /// it). Someone must still commit for writers already waiting: the next writer in line if
+    /// there is one, otherwise a task started here.
+    fn drop(&mut self) {
+        let Some(slot) = self.slot.take() else { return };
+        if slot.is_some() && self.group.queued.load(Ordering::SeqCst) == 0 {
+            let announce = self.group.announce.clone();
             tokio::spawn(async move {
                 if let Err(e) = flush(slot, &announce).await {
                     tracing::error!(error = %crate::error::LogDisplay(&e), "commit of a write group failed");
@@ -233,9 +264,9 @@ enum Ran {
 
 impl Appends {
     /// Starts the task that runs the appends; it ends when the last `Appends` is dropped.
-    pub(super) fn start(group: Arc<Group>, conn: DatabaseConnection, announce: Announcer) -> Appends {
+    pub(super) fn start(group: Arc<Group>, conn: DatabaseConnection) -> Appends {
         let (send, inbox) = mpsc::unbounded_channel();
-        tokio::spawn(run_appends(group, conn, announce, inbox));
+        tokio::spawn(run_appends(group, conn, inbox));
         Appends(send)
     }
 
@@ -257,12 +288,7 @@ impl Appends {
     }
 }
 
-async fn run_appends(
-    group: Arc<Group>,
-    conn: DatabaseConnection,
-    announce: Announcer,
-    mut inbox: mpsc::UnboundedReceiver<Append>,
-) {
+async fn run_appends(group: Arc<Group>, conn: DatabaseConnection, mut inbox: mpsc::UnboundedReceiver<Append>) {
     while let Some(first) = inbox.recv().await {
         let mut next = vec![first];
         let turn = match group.turn(&conn).await {
@@ -307,7 +333,7 @@ async fn run_appends(
                     .iter()
                     .map(|s| Appended { stream: s.event.stream.clone(), events: vec![s.event.clone()] })
                     .collect();
-                turn.commit_all(advanced, &announce).await
+                turn.commit_all(advanced).await
             }
         };
         let message = result.as_ref().err().map(|e| crate::error::LogDisplay(e).to_string());
@@ -403,4 +429,43 @@ fn broken(appends: Vec<Append>, e: AppError) -> Ran {
         let _ = a.reply.send(Err(AppError::internal(anyhow::anyhow!("{message}"))));
     }
     Ran::Broken(e)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::Queued;
+    use crate::config::DatabaseUrl;
+    use crate::db::{Db, exec};
+
+    #[tokio::test]
+    async fn writers_left_a_commit_by_one_in_line_that_is_cancelled_still_get_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = DatabaseUrl::new(format!("sqlite://{}?mode=rwc", dir.path().join("q.db").display()));
+        let db = Db::connect(&url).await.unwrap();
+        db.migrate().await.unwrap();
+        let group = db.group.clone().expect("SQLite writers form groups");
+
+        let turn = group.turn(&db.conn).await.unwrap();
+        exec(turn.tx(), "INSERT INTO stream_heads (stream, seq, hash) VALUES ($1, 0, 'h')", ["t-left".into()])
+            .await
+            .unwrap();
+        // Another writer is in line, so this one leaves the commit to it and waits.
+        let in_line = Queued::new(&group);
+        let done = tokio::spawn(turn.done(Vec::new()));
+        loop {
+            let waiting = group.slot.try_lock().is_ok_and(|slot| slot.as_ref().is_some_and(|b| b.waiters.len() == 1));
+            if waiting {
+                break;
+            }
+            tokio::task::yield_now().await;
+        }
+        // The writer in line goes away before its turn, as a cancelled request does.
+        drop(in_line);
+        let told = tokio::time::timeout(Duration::from_secs(10), done).await;
+        told.expect("the commit is made without the writer that went away").unwrap().unwrap();
+        let head = crate::db::events::head(&db.conn, "t-left").await.unwrap();
+        assert_eq!(head, Some((0, "h".to_owned())));
+    }
 }

@@ -140,9 +140,7 @@ impl Drop for WriteTx {
         // Roll back this writer's changes first (dropping a transaction queues its rollback on
         // the connection), then hand the turn on.
         drop(self.tx.take());
-        if let Some(turn) = self.turn.take() {
-            turn.abandon(&self.appended);
-        }
+        drop(self.turn.take());
     }
 }
 
@@ -154,7 +152,7 @@ impl WriteTx {
         let advanced = std::mem::take(&mut *self.advanced.lock().unwrap_or_else(|poisoned| poisoned.into_inner()));
         let org_changed = advanced.iter().any(|a| crate::events::Stream::is_agency_key(&a.stream));
         match self.turn.take() {
-            Some(turn) => turn.commit(tx, advanced, &self.appended).await?,
+            Some(turn) => turn.commit(tx, advanced).await?,
             None => {
                 tx.commit().await?;
                 for a in advanced {
@@ -230,9 +228,9 @@ impl Db {
             );
         }
         let conn = Database::connect(opts).await.with_context(|| format!("cannot connect to the database at {url}"))?;
-        let group = (!url.is_postgres()).then(group::Group::new);
         let appended = Announcer::default();
-        let appends = group.clone().map(|g| group::Appends::start(g, conn.clone(), appended.clone()));
+        let group = (!url.is_postgres()).then(|| group::Group::new(appended.clone()));
+        let appends = group.clone().map(|g| group::Appends::start(g, conn.clone()));
         Ok(Db {
             conn,
             group,
