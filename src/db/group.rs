@@ -46,6 +46,12 @@ pub(super) struct Batch {
     announcements: Vec<Appended>,
 }
 
+impl Batch {
+    async fn begin(conn: &DatabaseConnection) -> Result<Batch, AppError> {
+        Ok(Batch { tx: conn.begin().await?, waiters: Vec::new(), announcements: Vec::new() })
+    }
+}
+
 /// A writer's turn: the group's slot, held from `begin` to commit or drop. A turn dropped before
 /// it ends (its writer gave up, or its request was cancelled) commits for the writers already
 /// waiting if nobody else is in line to.
@@ -111,7 +117,7 @@ impl Group {
             slot
         };
         if slot.is_none() {
-            *slot = Some(Batch { tx: conn.begin().await?, waiters: Vec::new(), announcements: Vec::new() });
+            *slot = Some(Batch::begin(conn).await?);
         }
         Ok(Turn { group: self.clone(), slot: Some(slot) })
     }
@@ -122,7 +128,7 @@ impl Group {
     async fn open(&self, conn: &DatabaseConnection) -> Result<(), AppError> {
         let Ok(mut slot) = self.slot.try_lock() else { return Ok(()) };
         if slot.is_none() {
-            *slot = Some(Batch { tx: conn.begin().await?, waiters: Vec::new(), announcements: Vec::new() });
+            *slot = Some(Batch::begin(conn).await?);
         }
         Ok(())
     }
@@ -294,10 +300,7 @@ async fn run_appends(group: Arc<Group>, conn: DatabaseConnection, mut inbox: mps
         let turn = match group.turn(&conn).await {
             Ok(turn) => turn,
             Err(e) => {
-                let message = crate::error::LogDisplay(&e).to_string();
-                for a in next {
-                    let _ = a.reply.send(Err(AppError::internal(anyhow::anyhow!("{message}"))));
-                }
+                tell_failed(next, &e);
                 continue;
             }
         };
@@ -386,10 +389,11 @@ async fn run_batch(tx: &DatabaseTransaction, appends: Vec<Append>, standing: &mu
 }
 
 /// Runs one append inside a savepoint of its own.
-async fn run_one(tx: &DatabaseTransaction, a: Append, standing: &mut Vec<Standing>) -> Ran {
+async fn run_one(tx: &DatabaseTransaction, mut a: Append, standing: &mut Vec<Standing>) -> Ran {
     const SAVEPOINT: &str = "attest_alone";
     let sql = format!("SAVEPOINT {SAVEPOINT}; {}; RELEASE {SAVEPOINT}", a.sql);
-    let request = sea_orm::Statement::from_sql_and_values(sea_orm::DbBackend::Sqlite, sql, a.values.clone());
+    let values = std::mem::take(&mut a.values);
+    let request = sea_orm::Statement::from_sql_and_values(sea_orm::DbBackend::Sqlite, sql, values);
     match tx.query_all_raw(request).await {
         Ok(rows) => stand(vec![a], &rows, standing),
         Err(err) => {
@@ -424,11 +428,16 @@ fn stand(appends: Vec<Append>, rows: &[sea_orm::QueryResult], standing: &mut Vec
 /// Tells `appends` that the shared transaction fails with `e`.
 fn broken(appends: Vec<Append>, e: AppError) -> Ran {
     tracing::error!(error = %crate::error::LogDisplay(&e), "a failed write could not be undone: its group rolls back");
-    let message = crate::error::LogDisplay(&e).to_string();
+    tell_failed(appends, &e);
+    Ran::Broken(e)
+}
+
+/// Tells each of `appends` that it failed with `e`.
+fn tell_failed(appends: Vec<Append>, e: &AppError) {
+    let message = crate::error::LogDisplay(e).to_string();
     for a in appends {
         let _ = a.reply.send(Err(AppError::internal(anyhow::anyhow!("{message}"))));
     }
-    Ran::Broken(e)
 }
 
 #[cfg(test)]
@@ -436,15 +445,12 @@ mod tests {
     use std::time::Duration;
 
     use super::Queued;
-    use crate::config::DatabaseUrl;
-    use crate::db::{Db, exec};
+    use crate::db::exec;
+    use crate::db::tests::sqlite_db;
 
     #[tokio::test]
     async fn writers_left_a_commit_by_one_in_line_that_is_cancelled_still_get_it() {
-        let dir = tempfile::tempdir().unwrap();
-        let url = DatabaseUrl::new(format!("sqlite://{}?mode=rwc", dir.path().join("q.db").display()));
-        let db = Db::connect(&url).await.unwrap();
-        db.migrate().await.unwrap();
+        let (_dir, db) = sqlite_db().await;
         let group = db.group.clone().expect("SQLite writers form groups");
 
         let turn = group.turn(&db.conn).await.unwrap();

@@ -417,12 +417,18 @@ mod tests {
         exec(&**tx, "INSERT INTO stream_heads (stream, seq, hash) VALUES ($1, 0, 'h')", [stream.into()]).await.unwrap();
     }
 
-    #[tokio::test]
-    async fn a_writer_that_gives_up_in_a_group_leaves_nothing_and_the_others_commit_together() {
+    /// A migrated SQLite database in a directory of its own, removed when the directory is dropped.
+    pub(super) async fn sqlite_db() -> (tempfile::TempDir, Db) {
         let dir = tempfile::tempdir().unwrap();
-        let url = DatabaseUrl::new(format!("sqlite://{}?mode=rwc", dir.path().join("g.db").display()));
+        let url = DatabaseUrl::new(format!("sqlite://{}?mode=rwc", dir.path().join("t.db").display()));
         let db = Db::connect(&url).await.unwrap();
         db.migrate().await.unwrap();
+        (dir, db)
+    }
+
+    #[tokio::test]
+    async fn a_writer_that_gives_up_in_a_group_leaves_nothing_and_the_others_commit_together() {
+        let (_dir, db) = sqlite_db().await;
         let group = db.group.clone().expect("SQLite writers form groups");
 
         let first = db.begin_write().await.unwrap();
