@@ -324,7 +324,11 @@ impl<P: Stream<Item = Message> + Unpin> Connection<P> {
         let org_change = next_change(self.org);
         tokio::pin!(org_change);
         let ending = loop {
+            // Biased, the protocol first: most turns are for a message to send, and those then
+            // poll no timer or channel. The others are polled whenever the protocol has nothing
+            // ready, which its bounded queues make soon.
             tokio::select! {
+                biased;
                 msg = self.outgoing.next() => {
                     let Some(msg) = msg else { break None };
                     let closing = matches!(msg, Message::Close(_));

@@ -12,12 +12,14 @@
 use std::collections::VecDeque;
 use std::pin::Pin;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::task::{Context, Poll};
 
 use async_graphql::Data;
 use async_graphql::futures_util::stream::BoxStream;
 use axum::body::Bytes;
 use axum::extract::ws::{CloseFrame, Message};
+use futures_util::task::{ArcWake, AtomicWaker};
 use futures_util::{Stream, StreamExt};
 use serde::Deserialize;
 
@@ -104,6 +106,8 @@ pub struct Protocol<I> {
     schema: AttestSchema,
     dialect: Dialect,
     inbound: I,
+    /// Whether the client's messages may have moved since they were last polled.
+    inbound_woken: Arc<Woken>,
     /// The connection's data (the caller), shared by its operations.
     data: Arc<Data>,
     operations: Vec<Operation>,
@@ -120,6 +124,7 @@ impl<I: Stream<Item = Bytes> + Unpin> Protocol<I> {
             schema,
             dialect,
             inbound,
+            inbound_woken: Arc::new(Woken { woken: AtomicBool::new(true), task: AtomicWaker::new() }),
             data: Arc::new(data),
             operations: Vec::new(),
             queue: VecDeque::from([ack]),
@@ -209,6 +214,39 @@ fn complete(id: &str) -> Message {
     Message::Text(format!(r#"{{"type":"complete","id":{id_json}}}"#).into())
 }
 
+/// The waker the client's messages are polled with: it notes that they woke the connection
+/// before waking it. Most of a subscriber's wake-ups are for an event to send, and polling the
+/// socket for a message then (its lock, the websocket's reader, the socket's readiness) cost as
+/// much as the rest of the protocol's work per event.
+struct Woken {
+    woken: AtomicBool,
+    task: AtomicWaker,
+}
+
+impl ArcWake for Woken {
+    fn wake_by_ref(this: &Arc<Self>) {
+        this.woken.store(true, Ordering::Release);
+        this.task.wake();
+    }
+}
+
+impl<I: Stream<Item = Bytes> + Unpin> Protocol<I> {
+    /// The client's next message, if its stream woke the connection since it was last pending.
+    fn poll_inbound(&mut self, cx: &mut Context<'_>) -> Poll<Option<Bytes>> {
+        self.inbound_woken.task.register(cx.waker());
+        if !self.inbound_woken.woken.swap(false, Ordering::AcqRel) {
+            return Poll::Pending;
+        }
+        let waker = futures_util::task::waker_ref(&self.inbound_woken);
+        let polled = self.inbound.poll_next_unpin(&mut Context::from_waker(&waker));
+        if polled.is_ready() {
+            // A stream that gave an item promises no wake-up for the next one: poll it again.
+            self.inbound_woken.woken.store(true, Ordering::Release);
+        }
+        polled
+    }
+}
+
 impl<I: Stream<Item = Bytes> + Unpin> Stream for Protocol<I> {
     type Item = Message;
 
@@ -221,7 +259,7 @@ impl<I: Stream<Item = Bytes> + Unpin> Stream for Protocol<I> {
             if this.closed {
                 return Poll::Ready(None);
             }
-            match this.inbound.poll_next_unpin(cx) {
+            match this.poll_inbound(cx) {
                 Poll::Ready(Some(bytes)) => {
                     if let Some(ending) = this.receive(&bytes) {
                         return Poll::Ready(Some(ending));
@@ -238,6 +276,76 @@ impl<I: Stream<Item = Bytes> + Unpin> Stream for Protocol<I> {
             if this.queue.is_empty() {
                 return Poll::Pending;
             }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::AtomicUsize;
+
+    use super::*;
+    use crate::clock::Clock;
+    use crate::config::ServeConfig;
+
+    /// A waker that counts its wake-ups.
+    struct Counted(AtomicUsize);
+
+    impl ArcWake for Counted {
+        fn wake_by_ref(this: &Arc<Self>) {
+            this.0.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+
+    fn text(message: Option<Message>) -> String {
+        match message {
+            Some(Message::Text(text)) => text.to_string(),
+            other => panic!("expected a text message, got {other:?}"),
+        }
+    }
+
+    #[tokio::test]
+    async fn client_messages_are_read_when_they_arrive_and_all_of_a_burst_is_read() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = crate::config::DatabaseUrl::new(format!("sqlite://{}?mode=rwc", dir.path().join("t.db").display()));
+        let state = crate::bootstrap::start_with_key(
+            &url,
+            ServeConfig::defaults(),
+            Clock::System,
+            crate::checkpoints::ServerKey::generate(),
+        )
+        .await
+        .unwrap();
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<Bytes>();
+        let inbound = futures_util::stream::poll_fn(move |cx| rx.poll_recv(cx));
+        let mut protocol =
+            Protocol::new(super::super::build_schema(state), Dialect::TransportWs, Box::pin(inbound), Data::default());
+        let counted = Arc::new(Counted(AtomicUsize::new(0)));
+        let waker = futures_util::task::waker(counted.clone());
+        let mut cx = Context::from_waker(&waker);
+        let mut poll = |cx: &mut Context<'_>| match protocol.poll_next_unpin(cx) {
+            Poll::Ready(message) => Some(message),
+            Poll::Pending => None,
+        };
+
+        assert_eq!(text(poll(&mut cx).expect("the acknowledgement is ready")), r#"{"type":"connection_ack"}"#);
+        assert!(poll(&mut cx).is_none(), "nothing to send before the client says something");
+
+        // Two messages arrive together while the connection waits: it is woken, and both are read
+        // although the second wakes nobody.
+        tx.send(Bytes::from_static(br#"{"type":"ping"}"#)).unwrap();
+        tx.send(Bytes::from_static(br#"{"type":"ping","payload":{}}"#)).unwrap();
+        assert_eq!(counted.0.load(Ordering::SeqCst), 1, "the first message wakes the connection");
+        assert_eq!(text(poll(&mut cx).expect("a pong")), r#"{"type":"pong"}"#);
+        assert_eq!(text(poll(&mut cx).expect("a second pong")), r#"{"type":"pong"}"#);
+        assert!(poll(&mut cx).is_none());
+
+        // A message after a quiet spell is read too, and a broken one closes with 4400.
+        tx.send(Bytes::from_static(b"not json")).unwrap();
+        assert_eq!(counted.0.load(Ordering::SeqCst), 2);
+        match poll(&mut cx) {
+            Some(Some(Message::Close(Some(frame)))) => assert_eq!(frame.code, close::INVALID_MESSAGE),
+            other => panic!("expected a close frame, got {other:?}"),
         }
     }
 }
