@@ -4,6 +4,7 @@
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::task::Poll;
 use std::time::{Duration, Instant};
 
 use async_graphql::http::GraphiQLSource;
@@ -18,7 +19,7 @@ use futures_util::stream::{SplitSink, SplitStream};
 use futures_util::{FutureExt, SinkExt, Stream, StreamExt};
 
 use super::live::Documents;
-use super::ws::{Dialect, Protocol};
+use super::ws::{Dialect, Gate, Protocol};
 use super::{AttestSchema, Caller, build_schema};
 use crate::auth::{self, ClientAddress};
 use crate::error::{AppError, LogDisplay};
@@ -323,23 +324,40 @@ impl<P: Stream<Item = Message> + Unpin> Connection<P> {
         tokio::pin!(shutting_down);
         let org_change = next_change(self.org);
         tokio::pin!(org_change);
+        // The timers and channels above are polled only when one of them woke the connection.
+        let chores = Gate::new();
         let ending = loop {
-            // Biased, the protocol first: most turns are for a message to send, and those then
-            // poll no timer or channel. The others are polled whenever the protocol has nothing
-            // ready, which its bounded queues make soon.
-            tokio::select! {
+            let chore = std::future::poll_fn(|cx| {
+                chores.poll(cx, |cx| {
+                    if shutting_down.as_mut().poll(cx).is_ready() {
+                        return Poll::Ready(Chore::Shutdown);
+                    }
+                    if let Poll::Ready(heard) = org_change.as_mut().poll(cx) {
+                        return Poll::Ready(Chore::OrgChange(heard));
+                    }
+                    if ping.poll_tick(cx).is_ready() {
+                        return Poll::Ready(Chore::Ping);
+                    }
+                    idle_check.as_mut().poll(cx).map(|()| Chore::IdleCheck)
+                })
+            });
+            // Biased, the protocol first: most turns are for a message to send, and the chores
+            // wait until the protocol has nothing ready, which its bounded queues make soon.
+            let chore = tokio::select! {
                 biased;
                 msg = self.outgoing.next() => {
                     let Some(msg) = msg else { break None };
                     let closing = matches!(msg, Message::Close(_));
-                    // A client that takes no data for this long is as good as gone.
-                    match tokio::time::timeout(idle, self.tx.send(msg)).await {
-                        Ok(Ok(())) if !closing => {}
-                        _ => break None,
+                    if !send_within(&mut self.tx, msg, idle).await || closing {
+                        break None;
                     }
+                    continue;
                 }
-                _ = ping.tick() => {
-                    if !matches!(tokio::time::timeout(idle, self.tx.send(Message::Ping(Default::default()))).await, Ok(Ok(()))) {
+                chore = chore => chore,
+            };
+            match chore {
+                Chore::Ping => {
+                    if !send_within(&mut self.tx, Message::Ping(Default::default()), idle).await {
                         break None;
                     }
                     if checked.elapsed() >= recheck_every {
@@ -349,7 +367,7 @@ impl<P: Stream<Item = Message> + Unpin> Connection<P> {
                         }
                     }
                 }
-                (change, org) = &mut org_change => {
+                Chore::OrgChange((change, org)) => {
                     let ours = match &change {
                         Ok(key) => **key == *self.agency || &**key == "*",
                         // Changes were missed, or the hub is gone: check anyway.
@@ -365,7 +383,7 @@ impl<P: Stream<Item = Message> + Unpin> Connection<P> {
                     };
                     org_change.set(next_change(org));
                 }
-                _ = &mut idle_check => {
+                Chore::IdleCheck => {
                     if recheck_due {
                         recheck_due = false;
                         checked = Instant::now();
@@ -380,7 +398,7 @@ impl<P: Stream<Item = Message> + Unpin> Connection<P> {
                     }
                     idle_check.as_mut().reset(tokio::time::Instant::from_std(self.started + last + idle));
                 }
-                _ = &mut shutting_down => break Some((close::GOING_AWAY, "server shutting down".to_owned())),
+                Chore::Shutdown => break Some((close::GOING_AWAY, "server shutting down".to_owned())),
             }
         };
         // Boxed too: closing happens once, and its timer and frame need no room before then.
@@ -390,10 +408,30 @@ impl<P: Stream<Item = Message> + Unpin> Connection<P> {
     }
 }
 
+/// What woke a connection other than a message to send.
+enum Chore {
+    Ping,
+    OrgChange(OrgChange),
+    IdleCheck,
+    Shutdown,
+}
+
+/// A change to some agency heard of, with the receiver to hear the next one.
+type OrgChange =
+    (Result<Arc<str>, tokio::sync::broadcast::error::RecvError>, tokio::sync::broadcast::Receiver<Arc<str>>);
+
+/// Sends `msg`, within `idle`: a client that takes no data for this long is as good as gone. The
+/// timer is set only when the socket cannot take the message at once, as it nearly always can.
+async fn send_within(tx: &mut SplitSink<WebSocket, Message>, msg: Message, idle: Duration) -> bool {
+    let mut send = std::pin::pin!(tx.send(msg));
+    if let Poll::Ready(sent) = futures_util::poll!(send.as_mut()) {
+        return sent.is_ok();
+    }
+    matches!(tokio::time::timeout(idle, send).await, Ok(Ok(())))
+}
+
 /// The next change `org` hears of, with `org` to hear the one after.
-async fn next_change(
-    mut org: tokio::sync::broadcast::Receiver<Arc<str>>,
-) -> (Result<Arc<str>, tokio::sync::broadcast::error::RecvError>, tokio::sync::broadcast::Receiver<Arc<str>>) {
+async fn next_change(mut org: tokio::sync::broadcast::Receiver<Arc<str>>) -> OrgChange {
     (org.recv().await, org)
 }
 

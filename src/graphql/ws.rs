@@ -106,8 +106,8 @@ pub struct Protocol<I> {
     schema: AttestSchema,
     dialect: Dialect,
     inbound: I,
-    /// Whether the client's messages may have moved since they were last polled.
-    inbound_woken: Arc<Woken>,
+    /// The client's messages are polled only when they woke the connection.
+    inbound_gate: Gate,
     /// The connection's data (the caller), shared by its operations.
     data: Arc<Data>,
     operations: Vec<Operation>,
@@ -124,7 +124,7 @@ impl<I: Stream<Item = Bytes> + Unpin> Protocol<I> {
             schema,
             dialect,
             inbound,
-            inbound_woken: Arc::new(Woken { woken: AtomicBool::new(true), task: AtomicWaker::new() }),
+            inbound_gate: Gate::new(),
             data: Arc::new(data),
             operations: Vec::new(),
             queue: VecDeque::from([ack]),
@@ -214,10 +214,14 @@ fn complete(id: &str) -> Message {
     Message::Text(format!(r#"{{"type":"complete","id":{id_json}}}"#).into())
 }
 
-/// The waker the client's messages are polled with: it notes that they woke the connection
-/// before waking it. Most of a subscriber's wake-ups are for an event to send, and polling the
-/// socket for a message then (its lock, the websocket's reader, the socket's readiness) cost as
-/// much as the rest of the protocol's work per event.
+/// Polls something only when its own waker fired since it was last pending: the rest of the time
+/// the owner is woken for something else, and polling it would only find it still pending. Most
+/// of a subscribed connection's wake-ups are for an event to send, and polling the socket for a
+/// message then (its lock, the websocket's reader, the socket's readiness) cost as much as the
+/// rest of the protocol's work per event; so did polling the connection's timers and channels.
+pub(super) struct Gate(Arc<Woken>);
+
+/// The gate's waker: it notes the wake-up, then passes it on to the owner's task.
 struct Woken {
     woken: AtomicBool,
     task: AtomicWaker,
@@ -230,18 +234,24 @@ impl ArcWake for Woken {
     }
 }
 
-impl<I: Stream<Item = Bytes> + Unpin> Protocol<I> {
-    /// The client's next message, if its stream woke the connection since it was last pending.
-    fn poll_inbound(&mut self, cx: &mut Context<'_>) -> Poll<Option<Bytes>> {
-        self.inbound_woken.task.register(cx.waker());
-        if !self.inbound_woken.woken.swap(false, Ordering::AcqRel) {
+impl Gate {
+    /// A gate whose first poll goes through.
+    pub(super) fn new() -> Gate {
+        Gate(Arc::new(Woken { woken: AtomicBool::new(true), task: AtomicWaker::new() }))
+    }
+
+    /// `poll` with the gate's waker if that woke since `poll` was last pending, else pending.
+    /// After a result, the next call polls again: what gave one promises no wake-up for the next.
+    pub(super) fn poll<T>(&self, cx: &mut Context<'_>, poll: impl FnOnce(&mut Context<'_>) -> Poll<T>) -> Poll<T> {
+        // Every time: waking takes the registered waker.
+        self.0.task.register(cx.waker());
+        if !self.0.woken.swap(false, Ordering::AcqRel) {
             return Poll::Pending;
         }
-        let waker = futures_util::task::waker_ref(&self.inbound_woken);
-        let polled = self.inbound.poll_next_unpin(&mut Context::from_waker(&waker));
+        let waker = futures_util::task::waker_ref(&self.0);
+        let polled = poll(&mut Context::from_waker(&waker));
         if polled.is_ready() {
-            // A stream that gave an item promises no wake-up for the next one: poll it again.
-            self.inbound_woken.woken.store(true, Ordering::Release);
+            self.0.woken.store(true, Ordering::Release);
         }
         polled
     }
@@ -259,7 +269,8 @@ impl<I: Stream<Item = Bytes> + Unpin> Stream for Protocol<I> {
             if this.closed {
                 return Poll::Ready(None);
             }
-            match this.poll_inbound(cx) {
+            let inbound = &mut this.inbound;
+            match this.inbound_gate.poll(cx, |cx| inbound.poll_next_unpin(cx)) {
                 Poll::Ready(Some(bytes)) => {
                     if let Some(ending) = this.receive(&bytes) {
                         return Poll::Ready(Some(ending));
