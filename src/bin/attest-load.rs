@@ -21,9 +21,13 @@ use attest::graphql::transport::{WS_READ_BUFFER, WS_WRITE_BUFFER};
 use clap::{Args, Parser, Subcommand};
 use futures_util::{SinkExt, StreamExt};
 use serde_json::{Value, json};
-use tokio::sync::{Semaphore, broadcast, watch};
+use tokio::sync::{Semaphore, broadcast, oneshot};
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
+
+/// Each client's websocket read buffer.
+const CLIENT_READ_BUFFER: usize = 4096;
 
 #[derive(Parser)]
 #[command(name = "attest-load", about = "Measures live delivery of Attest against a bare websocket broadcast")]
@@ -181,12 +185,18 @@ struct Outcome {
     /// The server's CPU time from the first write to 5 s after the last (the clients then have
     /// everything).
     cpu_secs: Option<f64>,
+    /// This tool's own CPU time over the same span: the clients, the writer and the log reader,
+    /// which share the machine's cores with the server.
+    tool_cpu_secs: Option<f64>,
     delivered: u64,
     expected: u64,
     /// From each event's `at` to its receipt.
     latencies_us: Vec<u64>,
     /// From each event's commit to its receipt, when the commits are known.
     from_commit_us: Option<Vec<u64>>,
+    /// When each timed event was committed (published, for the baseline), microseconds since
+    /// 1970, by sequence number: how evenly the changes reached the subscribers' side.
+    commits_us: std::collections::BTreeMap<i64, i64>,
 }
 
 impl Outcome {
@@ -230,6 +240,12 @@ impl Outcome {
                 cpu * 1000.0 / self.sent.max(1) as f64
             );
         }
+        if let Some(cpu) = self.tool_cpu_secs {
+            println!(
+                "load tool CPU:          {cpu:.2} s during the run ({:.2} ms per change)",
+                cpu * 1000.0 / self.sent.max(1) as f64
+            );
+        }
         println!("deliveries:             {} of {} expected", self.delivered, self.expected);
         if let Some(from_commit) = &self.from_commit_us {
             let mut c = from_commit.clone();
@@ -240,6 +256,19 @@ impl Outcome {
                 percentile(&c, 0.99) as f64 / 1000.0,
                 c.last().copied().unwrap_or(0) as f64 / 1000.0,
                 c.len()
+            );
+        }
+        let spacing: Vec<i64> =
+            self.commits_us.values().zip(self.commits_us.values().skip(1)).map(|(a, b)| b - a).collect();
+        if !spacing.is_empty() {
+            let mut sorted = spacing.clone();
+            sorted.sort_unstable();
+            let close = spacing.iter().filter(|&&d| d < 2_000).count();
+            println!(
+                "commit spacing:         p50 {:.1} ms, {:.1}% within 2 ms of the one before, longest {:.1} ms",
+                sorted[sorted.len() / 2] as f64 / 1000.0,
+                close as f64 * 100.0 / spacing.len() as f64,
+                sorted.last().copied().unwrap_or(0) as f64 / 1000.0
             );
         }
         println!(
@@ -270,19 +299,54 @@ impl Progress {
     }
 }
 
-/// Receives frames on one connection, recording each event's receipt. The warm-up frame and
-/// anything before it only mark the client live.
+/// A frame as a client reads it: only what the measurement needs, borrowed from the frame's text.
+/// Typed rather than a `serde_json::Value`, which allocates a map per object: the clients share
+/// the two cores with the server they measure, and every microsecond they spend per frame is one
+/// the server does not get.
+#[derive(serde::Deserialize)]
+struct Frame<'a> {
+    #[serde(rename = "type", borrow)]
+    kind: std::borrow::Cow<'a, str>,
+    #[serde(borrow)]
+    payload: Option<FramePayload<'a>>,
+}
+
+#[derive(serde::Deserialize)]
+struct FramePayload<'a> {
+    #[serde(borrow)]
+    data: Option<FrameData<'a>>,
+    errors: Option<Value>,
+}
+
+#[derive(serde::Deserialize)]
+struct FrameData<'a> {
+    #[serde(rename = "assessmentEvents", borrow)]
+    event: Option<FrameEvent<'a>>,
+}
+
+#[derive(serde::Deserialize)]
+struct FrameEvent<'a> {
+    seq: i64,
+    #[serde(borrow)]
+    at: std::borrow::Cow<'a, str>,
+}
+
+/// Receives frames on one connection, recording each event's receipt, until `stop` fires or the
+/// connection ends. The warm-up frame and anything before it only mark the client live.
 async fn client(
     url: String,
     init: Option<(String, String, i64)>,
     progress: Arc<Progress>,
-    mut stop: watch::Receiver<bool>,
+    stop: oneshot::Receiver<()>,
 ) -> anyhow::Result<Vec<Received>> {
     let mut req = url.into_client_request()?;
     if init.is_some() {
         req.headers_mut().insert("Sec-WebSocket-Protocol", "graphql-transport-ws".parse()?);
     }
-    let (mut ws, _) = tokio_tungstenite::connect_async(req).await?;
+    // tungstenite zero-fills its whole read buffer before every read: at the default 128 KiB
+    // that was a quarter of the clients' CPU. The frames here are a few hundred bytes.
+    let config = WebSocketConfig::default().read_buffer_size(CLIENT_READ_BUFFER);
+    let (mut ws, _) = tokio_tungstenite::connect_async_with_config(req, Some(config), false).await?;
     if let Some((token, assessment, after)) = &init {
         ws.send(Message::Text(json!({ "type": "connection_init", "payload": { "token": token } }).to_string().into()))
             .await?;
@@ -298,39 +362,54 @@ async fn client(
     progress.subscribed.fetch_add(1, Ordering::Relaxed);
     let mut live = false;
     let mut latencies = Vec::new();
+    // One stop future for the whole loop: polling it again costs an atomic load, where a fresh
+    // `watch::changed` per frame would join and leave a list that every client shares.
+    let mut stop = std::pin::pin!(stop);
     loop {
-        tokio::select! {
-            msg = ws.next() => {
-                let Some(msg) = msg else { break };
-                let Message::Text(text) = msg? else { continue };
-                let now = chrono::Utc::now();
-                let v: Value = serde_json::from_str(text.as_str())?;
-                if v["type"] == "ping" {
-                    ws.send(Message::Text(json!({ "type": "pong" }).to_string().into())).await?;
-                    continue;
-                }
-                let event = &v["payload"]["data"]["assessmentEvents"];
-                let (Some(seq), Some(at)) = (event["seq"].as_i64(), event["at"].as_str()) else {
-                    if v["payload"]["errors"].is_array() {
-                        bail!("subscription error: {}", v["payload"]);
-                    }
-                    continue;
-                };
-                if !live {
-                    live = true;
-                    progress.live.fetch_add(1, Ordering::Relaxed);
-                }
-                if seq <= progress.warm_until.load(Ordering::Acquire) {
-                    continue;
-                }
-                let at = chrono::DateTime::parse_from_rfc3339(at)?;
-                let from_at_us = u64::try_from((now - at.with_timezone(&chrono::Utc)).num_microseconds().unwrap_or(0)).unwrap_or(0);
-                latencies.push(Received { seq, from_at_us, at_us: now.timestamp_micros() });
-            }
-            _ = stop.changed() => break,
+        let msg = tokio::select! {
+            biased;
+            msg = ws.next() => msg,
+            _ = &mut stop => break,
+        };
+        let Some(msg) = msg else { break };
+        let Message::Text(text) = msg? else { continue };
+        let now = chrono::Utc::now();
+        let frame: Frame<'_> = serde_json::from_str(text.as_str())?;
+        if frame.kind == "ping" {
+            ws.send(Message::Text(json!({ "type": "pong" }).to_string().into())).await?;
+            continue;
         }
+        let Some(payload) = frame.payload else { continue };
+        let Some(event) = payload.data.and_then(|d| d.event) else {
+            if let Some(errors) = payload.errors {
+                bail!("subscription error: {errors}");
+            }
+            continue;
+        };
+        if !live {
+            live = true;
+            progress.live.fetch_add(1, Ordering::Relaxed);
+        }
+        if event.seq <= progress.warm_until.load(Ordering::Acquire) {
+            continue;
+        }
+        let at = chrono::DateTime::parse_from_rfc3339(&event.at)?;
+        let from_at_us =
+            u64::try_from((now - at.with_timezone(&chrono::Utc)).num_microseconds().unwrap_or(0)).unwrap_or(0);
+        latencies.push(Received { seq: event.seq, from_at_us, at_us: now.timestamp_micros() });
     }
     Ok(latencies)
+}
+
+/// Tells every client of a run to stop.
+struct Stop(Vec<oneshot::Sender<()>>);
+
+impl Stop {
+    fn all(self) {
+        for s in self.0 {
+            let _ = s.send(());
+        }
+    }
 }
 
 /// Opens `n` clients, a few at a time, and waits until all have subscribed (or failed).
@@ -339,13 +418,15 @@ async fn open_clients(
     url: &str,
     init: Option<(String, String, i64)>,
     progress: &Arc<Progress>,
-    stop: &watch::Receiver<bool>,
-) -> Vec<ClientTask> {
+) -> (Vec<ClientTask>, Stop) {
     let gate = Arc::new(Semaphore::new(64));
     let mut handles = Vec::with_capacity(n);
+    let mut stops = Vec::with_capacity(n);
     for _ in 0..n {
         let permit = gate.clone().acquire_owned().await.expect("the semaphore is never closed");
-        let (url, init, progress, stop) = (url.to_owned(), init.clone(), progress.clone(), stop.clone());
+        let (stop_tx, stop) = oneshot::channel();
+        stops.push(stop_tx);
+        let (url, init, progress) = (url.to_owned(), init.clone(), progress.clone());
         handles.push(tokio::spawn(async move {
             let r = client(url, init, progress, stop);
             drop(permit);
@@ -356,7 +437,7 @@ async fn open_clients(
     while (progress.subscribed.load(Ordering::Relaxed) as usize) < alive(&handles) && Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    handles
+    (handles, Stop(stops))
 }
 
 fn alive(handles: &[ClientTask]) -> usize {
@@ -489,12 +570,11 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
         .map_or(0, |n| n.len() as i64);
 
     // Attest.
-    let (stop_tx, stop_rx) = watch::channel(false);
     let rss_before = server_pid.and_then(rss_kib);
     let ws_url = format!("{}/graphql/ws", base.replacen("http://", "ws://", 1));
     let progress = Progress::new();
     let init = Some((token.clone(), assessment.clone(), head));
-    let handles = open_clients(args.connections, &ws_url, init, &progress, &stop_rx).await;
+    let (handles, stop) = open_clients(args.connections, &ws_url, init, &progress).await;
     // One answer, after `head`: every subscription receives it, from the tailer or from the log.
     let (live, live_secs) = warm_up(&handles, &progress, WARM_UP_LIMIT, None, || async {
         set_answer(&http, &base, &token, &assessment, "warm-up".into()).await?;
@@ -506,6 +586,7 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
     let connected = alive(&handles);
     eprintln!("attest: {connected} connections open, {live} live; writing");
     let cpu_before = server_pid.and_then(cpu_secs);
+    let tool_before = cpu_secs(std::process::id());
     let (sent, send_secs, round_trips) = drive(args.rate, args.duration, args.writers, |i| {
         let (http, base, token, assessment) = (http.clone(), base.clone(), token.clone(), assessment.clone());
         async move { set_answer(&http, &base, &token, &assessment, format!("change {}", i + 1)).await }
@@ -513,19 +594,27 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
     .await;
     tokio::time::sleep(Duration::from_secs(5)).await;
     let cpu = server_pid.and_then(cpu_secs).zip(cpu_before).map(|(after, before)| after - before);
-    stop_tx.send_replace(true);
+    let tool_cpu = cpu_secs(std::process::id()).zip(tool_before).map(|(after, before)| after - before);
+    stop.all();
     let (received, error) = collect(handles).await;
     if let Some(e) = error {
         eprintln!("attest: a client failed: {e}");
     }
     let stream = format!("assessment:{assessment}");
-    let from_commit = commits.map(|commits| {
+    let from_commit = commits.as_ref().map(|commits| {
         let commits = commits.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
         received
             .iter()
             .filter_map(|r| commits.get(&(stream.clone(), r.seq)).map(|c| u64::try_from(r.at_us - c).unwrap_or(0)))
             .collect::<Vec<u64>>()
     });
+    let commits_us = match &commits {
+        Some(commits) => {
+            let commits = commits.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+            received.iter().filter_map(|r| Some((r.seq, *commits.get(&(stream.clone(), r.seq))?))).collect()
+        }
+        None => Default::default(),
+    };
     let latencies: Vec<u64> = received.iter().map(|r| r.from_at_us).collect();
     let attest = Outcome {
         connected,
@@ -536,11 +625,13 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
         sent,
         send_secs,
         cpu_secs: cpu,
+        tool_cpu_secs: tool_cpu,
         round_trips_us: round_trips,
         delivered: latencies.len() as u64,
         expected: sent * connected as u64,
         latencies_us: latencies,
         from_commit_us: from_commit,
+        commits_us,
     };
     attest.print("attest (graphql-transport-ws, assessmentEvents)");
     drop(_server);
@@ -558,10 +649,9 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
     let _baseline = Child(child);
     let base = format!("http://127.0.0.1:{port}");
     wait_healthy(&http, &base).await?;
-    let (stop_tx, stop_rx) = watch::channel(false);
     let rss_before = pid.and_then(rss_kib);
     let progress = Progress::new();
-    let handles = open_clients(args.connections, &format!("ws://127.0.0.1:{port}/ws"), None, &progress, &stop_rx).await;
+    let (handles, stop) = open_clients(args.connections, &format!("ws://127.0.0.1:{port}/ws"), None, &progress).await;
     // A broadcast has no catch-up: a frame published before a connection's receiver exists never
     // reaches it, so warm-up frames go out until every connection has received one.
     let published = AtomicI64::new(0);
@@ -575,6 +665,7 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
     let connected = alive(&handles);
     eprintln!("baseline: {connected} connections open, {live} live; publishing");
     let cpu_before = pid.and_then(cpu_secs);
+    let tool_before = cpu_secs(std::process::id());
     let (sent, send_secs, round_trips) = drive(args.rate, args.duration, args.writers, |i| {
         let (http, base) = (http.clone(), base.clone());
         async move {
@@ -585,13 +676,15 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
     .await;
     tokio::time::sleep(Duration::from_secs(5)).await;
     let cpu = pid.and_then(cpu_secs).zip(cpu_before).map(|(after, before)| after - before);
-    stop_tx.send_replace(true);
+    let tool_cpu = cpu_secs(std::process::id()).zip(tool_before).map(|(after, before)| after - before);
+    stop.all();
     let (received, error) = collect(handles).await;
     if let Some(e) = error {
         eprintln!("baseline: a client failed: {e}");
     }
     // A frame is stamped as it is published, which is the broadcast's commit.
     let latencies: Vec<u64> = received.iter().map(|r| r.from_at_us).collect();
+    let commits_us = received.iter().map(|r| (r.seq, r.at_us - i64::try_from(r.from_at_us).unwrap_or(0))).collect();
     Outcome {
         connected,
         live,
@@ -601,10 +694,12 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
         sent,
         send_secs,
         cpu_secs: cpu,
+        tool_cpu_secs: tool_cpu,
         round_trips_us: round_trips,
         delivered: latencies.len() as u64,
         expected: sent * connected as u64,
         from_commit_us: Some(latencies.clone()),
+        commits_us,
         latencies_us: latencies,
     }
     .print("baseline (bare axum websocket broadcast)");
