@@ -16,7 +16,7 @@ use axum::response::{Html, IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
 use futures_util::stream::{SplitSink, SplitStream};
-use futures_util::{FutureExt, SinkExt, Stream, StreamExt};
+use futures_util::{FutureExt, Sink, SinkExt, Stream, StreamExt};
 
 use super::live::Documents;
 use super::ws::{Dialect, Gate, Protocol};
@@ -120,9 +120,11 @@ async fn graphql_post(
 /// its header arrives, so a small buffer limits nothing but the bytes taken per read.
 pub const WS_READ_BUFFER: usize = 1024;
 
-/// Frames are written to the socket as soon as they are sent (every send flushes): nothing is
-/// gathered before writing, and the write buffer only ever holds the frame being written.
-pub const WS_WRITE_BUFFER: usize = 0;
+/// The most bytes of frames gathered before a write to the socket. Messages that are ready
+/// together (events committed together, or caught up) go out in one write of up to this much,
+/// where a write each would cost a system call each; a message that comes alone is written at
+/// once. The buffer keeps its room between writes, so it is kept small.
+pub const WS_WRITE_BUFFER: usize = 1024;
 
 /// The subprotocol the client asked for (`graphql-transport-ws` or the older `graphql-ws`), the
 /// first one known in `Sec-WebSocket-Protocol`.
@@ -324,8 +326,10 @@ impl<P: Stream<Item = Message> + Unpin> Connection<P> {
         tokio::pin!(shutting_down);
         let org_change = next_change(self.org);
         tokio::pin!(org_change);
-        // The timers and channels above are polled only when one of them woke the connection.
+        // The timers and channels above are polled only when one of them woke the connection,
+        // and the protocol only when it did (`send_ready` leaves it pending after each write).
         let chores = Gate::new();
+        let protocol = Gate::new();
         let ending = loop {
             let chore = std::future::poll_fn(|cx| {
                 chores.poll(cx, |cx| {
@@ -345,10 +349,9 @@ impl<P: Stream<Item = Message> + Unpin> Connection<P> {
             // wait until the protocol has nothing ready, which its bounded queues make soon.
             let chore = tokio::select! {
                 biased;
-                msg = self.outgoing.next() => {
+                msg = std::future::poll_fn(|cx| protocol.poll(cx, |cx| self.outgoing.poll_next_unpin(cx))) => {
                     let Some(msg) = msg else { break None };
-                    let closing = matches!(msg, Message::Close(_));
-                    if !send_within(&mut self.tx, msg, idle).await || closing {
+                    if !send_ready(&mut self.tx, &mut self.outgoing, &protocol, msg, idle).await {
                         break None;
                     }
                     continue;
@@ -423,11 +426,52 @@ type OrgChange =
 /// Sends `msg`, within `idle`: a client that takes no data for this long is as good as gone. The
 /// timer is set only when the socket cannot take the message at once, as it nearly always can.
 async fn send_within(tx: &mut SplitSink<WebSocket, Message>, msg: Message, idle: Duration) -> bool {
-    let mut send = std::pin::pin!(tx.send(msg));
-    if let Poll::Ready(sent) = futures_util::poll!(send.as_mut()) {
-        return sent.is_ok();
+    within(idle, tx.send(msg)).await.is_some_and(|sent| sent.is_ok())
+}
+
+/// Sends `first` and every message the protocol has ready after it, written together (up to
+/// `WS_WRITE_BUFFER` bytes a write) and flushed once, within `idle`. The protocol is polled
+/// through its `gate`, so that once it is found pending here the connection's loop does not poll
+/// it again before it wakes. Whether the connection goes on: not after a failed write, a close
+/// frame, or the protocol's end.
+async fn send_ready<S: Sink<Message> + Unpin, P: Stream<Item = Message> + Unpin>(
+    tx: &mut S,
+    outgoing: &mut P,
+    gate: &Gate,
+    first: Message,
+    idle: Duration,
+) -> bool {
+    let write = async move {
+        let mut msg = first;
+        let open = loop {
+            let closing = matches!(msg, Message::Close(_));
+            if tx.feed(msg).await.is_err() {
+                return false;
+            }
+            if closing {
+                break false;
+            }
+            // Only what is ready now: the protocol is polled again, and waited for, by the loop.
+            match std::future::poll_fn(|cx| Poll::Ready(gate.poll(cx, |cx| outgoing.poll_next_unpin(cx)))).await {
+                Poll::Ready(Some(next)) => msg = next,
+                Poll::Ready(None) => break false,
+                Poll::Pending => break true,
+            }
+        };
+        tx.flush().await.is_ok() && open
+    };
+    within(idle, write).await.unwrap_or(false)
+}
+
+/// `fut`'s output, or `None` when it takes longer than `limit`. The timer is set only when `fut`
+/// is not done at its first poll: tokio's timer takes the time driver's lock when dropped, and a
+/// socket nearly always takes a frame at once.
+async fn within<F: Future>(limit: Duration, fut: F) -> Option<F::Output> {
+    let mut fut = std::pin::pin!(fut);
+    if let Poll::Ready(out) = futures_util::poll!(fut.as_mut()) {
+        return Some(out);
     }
-    matches!(tokio::time::timeout(idle, send).await, Ok(Ok(())))
+    tokio::time::timeout(limit, fut).await.ok()
 }
 
 /// The next change `org` hears of, with `org` to hear the one after.
@@ -481,4 +525,102 @@ async fn close<T>(tx: &mut SplitSink<WebSocket, Message>, code: u16, reason: &st
     let frame = CloseFrame { code, reason: reason[..end].to_owned().into() };
     let _ = tokio::time::timeout(Duration::from_secs(5), tx.send(Message::Close(Some(frame)))).await;
     None
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::VecDeque;
+    use std::pin::Pin;
+    use std::task::Context;
+
+    use super::*;
+
+    /// A socket that records what it was given and when it was flushed.
+    #[derive(Default)]
+    struct Recorder {
+        fed: Vec<String>,
+        /// How many messages had been fed at each flush.
+        flushes: Vec<usize>,
+    }
+
+    impl Sink<Message> for Recorder {
+        type Error = std::convert::Infallible;
+        fn poll_ready(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+            Poll::Ready(Ok(()))
+        }
+        fn start_send(self: Pin<&mut Self>, msg: Message) -> Result<(), Self::Error> {
+            let text = match msg {
+                Message::Text(t) => t.to_string(),
+                Message::Close(_) => "close".to_owned(),
+                other => format!("{other:?}"),
+            };
+            self.get_mut().fed.push(text);
+            Ok(())
+        }
+        fn poll_flush(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+            let this = self.get_mut();
+            this.flushes.push(this.fed.len());
+            Poll::Ready(Ok(()))
+        }
+        fn poll_close(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+            Poll::Ready(Ok(()))
+        }
+    }
+
+    /// A protocol with some messages ready, then nothing ready (or its end).
+    struct Ready {
+        messages: VecDeque<Message>,
+        ends: bool,
+    }
+
+    impl Stream for Ready {
+        type Item = Message;
+        fn poll_next(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<Option<Message>> {
+            let this = self.get_mut();
+            match this.messages.pop_front() {
+                Some(m) => Poll::Ready(Some(m)),
+                None if this.ends => Poll::Ready(None),
+                None => Poll::Pending,
+            }
+        }
+    }
+
+    fn text(t: &str) -> Message {
+        Message::Text(t.into())
+    }
+
+    fn ready(messages: Vec<Message>, ends: bool) -> Ready {
+        Ready { messages: messages.into(), ends }
+    }
+
+    const IDLE: Duration = Duration::from_secs(5);
+
+    #[tokio::test]
+    async fn messages_ready_together_are_written_in_order_with_one_flush_and_the_rest_wait() {
+        let mut socket = Recorder::default();
+        let mut protocol = ready(vec![text("2"), text("3")], false);
+        assert!(send_ready(&mut socket, &mut protocol, &Gate::new(), text("1"), IDLE).await);
+        assert_eq!(socket.fed, ["1", "2", "3"]);
+        assert_eq!(socket.flushes, [3], "one flush, after all three");
+        // A message alone goes out at once.
+        let mut protocol = ready(vec![], false);
+        assert!(send_ready(&mut socket, &mut protocol, &Gate::new(), text("4"), IDLE).await);
+        assert_eq!(socket.fed, ["1", "2", "3", "4"]);
+        assert_eq!(socket.flushes, [3, 4]);
+    }
+
+    #[tokio::test]
+    async fn a_close_frame_or_the_protocols_end_is_flushed_and_ends_the_connection() {
+        let mut socket = Recorder::default();
+        let close = Message::Close(Some(CloseFrame { code: 4400, reason: "invalid".into() }));
+        let mut protocol = ready(vec![text("2"), close, text("after the close")], false);
+        assert!(!send_ready(&mut socket, &mut protocol, &Gate::new(), text("1"), IDLE).await);
+        assert_eq!(socket.fed, ["1", "2", "close"], "nothing is sent after a close frame");
+        assert_eq!(socket.flushes, [3]);
+        let mut socket = Recorder::default();
+        let mut protocol = ready(vec![text("2")], true);
+        assert!(!send_ready(&mut socket, &mut protocol, &Gate::new(), text("1"), IDLE).await);
+        assert_eq!(socket.fed, ["1", "2"]);
+        assert_eq!(socket.flushes, [2], "what was ready is still flushed");
+    }
 }
