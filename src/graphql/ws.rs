@@ -229,8 +229,13 @@ struct Woken {
 
 impl ArcWake for Woken {
     fn wake_by_ref(this: &Arc<Self>) {
+        // The waker is taken before the flag is set: a poll that finds the flag unset knows that
+        // the waker it registered is still there, or about to be woken.
+        let task = this.task.take();
         this.woken.store(true, Ordering::Release);
-        this.task.wake();
+        if let Some(task) = task {
+            task.wake();
+        }
     }
 }
 
@@ -242,12 +247,13 @@ impl Gate {
 
     /// `poll` with the gate's waker if that woke since `poll` was last pending, else pending.
     /// After a result, the next call polls again: what gave one promises no wake-up for the next.
+    /// A gate belongs to one task: the task's waker is registered when the gate goes through,
+    /// and stays registered until a wake-up takes it, which also opens the gate.
     pub(super) fn poll<T>(&self, cx: &mut Context<'_>, poll: impl FnOnce(&mut Context<'_>) -> Poll<T>) -> Poll<T> {
-        // Every time: waking takes the registered waker.
-        self.0.task.register(cx.waker());
         if !self.0.woken.swap(false, Ordering::AcqRel) {
             return Poll::Pending;
         }
+        self.0.task.register(cx.waker());
         let waker = futures_util::task::waker_ref(&self.0);
         let polled = poll(&mut Context::from_waker(&waker));
         if polled.is_ready() {
@@ -313,6 +319,39 @@ mod tests {
             Some(Message::Text(text)) => text.to_string(),
             other => panic!("expected a text message, got {other:?}"),
         }
+    }
+
+    #[test]
+    fn a_gate_polls_only_after_a_wake_up_and_its_task_hears_every_wake_up() {
+        let gate = Gate::new();
+        let counted = Arc::new(Counted(AtomicUsize::new(0)));
+        let task = futures_util::task::waker(counted.clone());
+        let mut cx = Context::from_waker(&task);
+        let polls = std::cell::Cell::new(0);
+        let inner = std::cell::RefCell::new(None);
+        let poll = |gate: &Gate, cx: &mut Context<'_>| {
+            gate.poll(cx, |c| {
+                polls.set(polls.get() + 1);
+                *inner.borrow_mut() = Some(c.waker().clone());
+                Poll::<()>::Pending
+            })
+        };
+        assert!(poll(&gate, &mut cx).is_pending());
+        assert!(poll(&gate, &mut cx).is_pending());
+        assert!(poll(&gate, &mut cx).is_pending());
+        let inner_waker = inner.borrow().clone().expect("the first poll goes through");
+        assert_eq!(polls.get(), 1, "without a wake-up, what is behind the gate is not polled");
+        inner_waker.wake_by_ref();
+        assert_eq!(counted.0.load(Ordering::SeqCst), 1);
+        assert!(poll(&gate, &mut cx).is_pending());
+        assert!(poll(&gate, &mut cx).is_pending());
+        assert_eq!(polls.get(), 2);
+        // The wake-up took the task's waker; the poll that went through registered it again,
+        // and the poll after it, which did not go through, left it there.
+        inner_waker.wake_by_ref();
+        assert_eq!(counted.0.load(Ordering::SeqCst), 2);
+        assert!(poll(&gate, &mut cx).is_pending());
+        assert_eq!(polls.get(), 3);
     }
 
     #[tokio::test]
