@@ -95,6 +95,16 @@ impl Drop for Child {
     }
 }
 
+/// The run's scratch directory (the server's database), removed when the run ends, however it
+/// ends. Declared before the server's `Child`, so that it is dropped after it.
+struct Scratch(PathBuf);
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
 fn free_port() -> anyhow::Result<u16> {
     Ok(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
 }
@@ -492,8 +502,10 @@ async fn collect(handles: Vec<ClientTask>) -> (Vec<Received>, Option<String>) {
 
 async fn run(args: RunArgs) -> anyhow::Result<()> {
     let http = reqwest::Client::builder().timeout(Duration::from_secs(60)).build()?;
-    let dir = std::env::temp_dir().join(format!("attest-load-{}", std::process::id()));
-    std::fs::create_dir_all(&dir)?;
+    let dir = Scratch(std::env::temp_dir().join(format!("attest-load-{}", std::process::id())));
+    // A directory left by an earlier run whose process had the same id would hold its database.
+    let _ = std::fs::remove_dir_all(&dir.0);
+    std::fs::create_dir_all(&dir.0)?;
     let commits: Option<Commits> = args.server.is_none().then(Commits::default);
     let (base, _server, server_pid) = match &args.server {
         Some(base) => (base.trim_end_matches('/').to_owned(), None, None),
@@ -506,7 +518,7 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
             let child = tokio::process::Command::new(&bin)
                 .arg("serve")
                 .env("ATTEST_LISTEN", format!("127.0.0.1:{port}"))
-                .env("ATTEST_DATABASE_URL", format!("sqlite://{}?mode=rwc", dir.join("attest.db").display()))
+                .env("ATTEST_DATABASE_URL", format!("sqlite://{}?mode=rwc", dir.0.join("attest.db").display()))
                 .env("ATTEST_ADMIN_EMAIL", &args.admin_email)
                 .env("ATTEST_ADMIN_PASSWORD", &args.admin_password)
                 .env("ATTEST_WS_MAX_CONNECTIONS_PER_USER", (args.connections + 16).to_string())
@@ -703,7 +715,6 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
         latencies_us: latencies,
     }
     .print("baseline (bare axum websocket broadcast)");
-    let _ = std::fs::remove_dir_all(&dir);
     Ok(())
 }
 
