@@ -141,6 +141,11 @@ fn cpu_secs(pid: u32) -> Option<f64> {
     Some(ticks as f64 / 100.0)
 }
 
+/// The CPU time a process has used since it had used `before`.
+fn cpu_since(pid: u32, before: Option<f64>) -> Option<f64> {
+    Some(cpu_secs(pid)? - before?)
+}
+
 async fn graphql(
     http: &reqwest::Client,
     base: &str,
@@ -268,17 +273,16 @@ impl Outcome {
                 c.len()
             );
         }
-        let spacing: Vec<i64> =
+        let mut spacing: Vec<i64> =
             self.commits_us.values().zip(self.commits_us.values().skip(1)).map(|(a, b)| b - a).collect();
-        if !spacing.is_empty() {
-            let mut sorted = spacing.clone();
-            sorted.sort_unstable();
-            let close = spacing.iter().filter(|&&d| d < 2_000).count();
+        spacing.sort_unstable();
+        if let Some(&longest) = spacing.last() {
+            let close = spacing.partition_point(|&d| d < 2_000);
             println!(
                 "commit spacing:         p50 {:.1} ms, {:.1}% within 2 ms of the one before, longest {:.1} ms",
-                sorted[sorted.len() / 2] as f64 / 1000.0,
+                spacing[spacing.len() / 2] as f64 / 1000.0,
                 close as f64 * 100.0 / spacing.len() as f64,
-                sorted.last().copied().unwrap_or(0) as f64 / 1000.0
+                longest as f64 / 1000.0
             );
         }
         println!(
@@ -605,28 +609,27 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
     })
     .await;
     tokio::time::sleep(Duration::from_secs(5)).await;
-    let cpu = server_pid.and_then(cpu_secs).zip(cpu_before).map(|(after, before)| after - before);
-    let tool_cpu = cpu_secs(std::process::id()).zip(tool_before).map(|(after, before)| after - before);
+    let cpu = server_pid.and_then(|pid| cpu_since(pid, cpu_before));
+    let tool_cpu = cpu_since(std::process::id(), tool_before);
     stop.all();
     let (received, error) = collect(handles).await;
     if let Some(e) = error {
         eprintln!("attest: a client failed: {e}");
     }
     let stream = format!("assessment:{assessment}");
-    let from_commit = commits.as_ref().map(|commits| {
+    // Each receipt's commit, looked up once: the latency from it, and when each event committed.
+    let mut commits_us = std::collections::BTreeMap::new();
+    let from_commit = commits.map(|commits| {
         let commits = commits.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-        received
-            .iter()
-            .filter_map(|r| commits.get(&(stream.clone(), r.seq)).map(|c| u64::try_from(r.at_us - c).unwrap_or(0)))
-            .collect::<Vec<u64>>()
-    });
-    let commits_us = match &commits {
-        Some(commits) => {
-            let commits = commits.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-            received.iter().filter_map(|r| Some((r.seq, *commits.get(&(stream.clone(), r.seq))?))).collect()
+        let mut from_commit = Vec::with_capacity(received.len());
+        for r in &received {
+            if let Some(&committed) = commits.get(&(stream.clone(), r.seq)) {
+                from_commit.push(u64::try_from(r.at_us - committed).unwrap_or(0));
+                commits_us.insert(r.seq, committed);
+            }
         }
-        None => Default::default(),
-    };
+        from_commit
+    });
     let latencies: Vec<u64> = received.iter().map(|r| r.from_at_us).collect();
     let attest = Outcome {
         connected,
@@ -687,8 +690,8 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
     })
     .await;
     tokio::time::sleep(Duration::from_secs(5)).await;
-    let cpu = pid.and_then(cpu_secs).zip(cpu_before).map(|(after, before)| after - before);
-    let tool_cpu = cpu_secs(std::process::id()).zip(tool_before).map(|(after, before)| after - before);
+    let cpu = pid.and_then(|pid| cpu_since(pid, cpu_before));
+    let tool_cpu = cpu_since(std::process::id(), tool_before);
     stop.all();
     let (received, error) = collect(handles).await;
     if let Some(e) = error {
